@@ -1,0 +1,3 @@
+"""DockerCoins in Python: the tool that runs, builds, ships and deploys the four services."""
+
+__version__ = "0.1.0"

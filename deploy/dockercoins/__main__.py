@@ -1,0 +1,5 @@
+import sys
+
+from dockercoins.cli import main
+
+sys.exit(main())

@@ -1,0 +1,8 @@
+"""Subcommands: (placeholder, filled in by its issue)."""
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
+    """Add this module's subcommands."""

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what DockerCoins needs on a Debian/Ubuntu machine (as root), idempotently:
+# Debian packages (redis-server, chromium, docker.io, docker-registry, debootstrap, iptables)
+# and a virtualenv in .venv with the project and its dev tools.
+# Source it or run it; a second run only checks.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+APT_PACKAGES=(
+  redis-server chromium chromium-driver
+  docker.io docker-registry debootstrap iptables iproute2 procps
+  python3-venv
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+VENV="$REPO/.venv"
+stamp="$VENV/.installed-$(sha256sum "$REPO/pyproject.toml" | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "==> preparing the virtualenv in $VENV" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip >&2
+  "$VENV/bin/pip" install -q -e "$REPO[dev]" >&2
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+fi

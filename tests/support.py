@@ -1,0 +1,119 @@
+"""Real servers for tests: redis-server and the services as subprocesses on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVICES_DIR = REPO_ROOT / "services"
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port that is free on loopback right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(predicate: object, timeout: float = 15.0, interval: float = 0.05) -> None:
+    """Poll `predicate()` until it is truthy; AssertionError after `timeout` seconds."""
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:
+            pass
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s: {predicate!r}")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((LOOPBACK, port)) == 0
+
+
+def _stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@dataclass
+class RedisServer:
+    """A real redis-server on a free loopback port, data in `workdir`; can be stopped and
+    started again on the same port (outage tests)."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed (scripts/test.sh installs it)"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", LOOPBACK, "--dir", str(self.workdir),
+             "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: _port_open(self.port))
+
+    def stop(self) -> None:
+        _stop_process(self.proc)
+        self.proc = None
+
+
+@dataclass
+class ServiceProcess:
+    """One of services/<name>/<name>.py run with `python <name>.py`, as its image runs it."""
+
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self, wait: bool = True) -> None:
+        env = {**os.environ, "HOST": LOOPBACK, "PORT": str(self.port), **self.env}
+        directory = SERVICES_DIR / self.name
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, f"{self.name}.py"], cwd=directory, env=env,
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        if wait and self.name != "worker":
+            wait_for(lambda: httpx.get(self.url + "/", timeout=1).status_code == 200)
+
+    def stop(self) -> None:
+        _stop_process(self.proc)
+        self.proc = None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
