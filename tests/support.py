@@ -75,9 +75,23 @@ class RedisServer:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed (scripts/test.sh installs it)"
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", LOOPBACK, "--dir", str(self.workdir),
-             "--save", "", "--appendonly", "no", "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                LOOPBACK,
+                "--dir",
+                str(self.workdir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for(lambda: _port_open(self.port))
 
@@ -105,8 +119,11 @@ class ServiceProcess:
         directory = SERVICES_DIR / self.name
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, f"{self.name}.py"], cwd=directory, env=env,
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, f"{self.name}.py"],
+            cwd=directory,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         if wait and self.name != "worker":
             wait_for(lambda: httpx.get(self.url + "/", timeout=1).status_code == 200)

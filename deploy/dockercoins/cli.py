@@ -14,7 +14,13 @@ from dockercoins.errors import UserError
 
 
 def _command_modules() -> list[ModuleType]:
-    from dockercoins import commands_bench, commands_images, commands_lab, commands_local, commands_swarm
+    from dockercoins import (
+        commands_bench,
+        commands_images,
+        commands_lab,
+        commands_local,
+        commands_swarm,
+    )
 
     return [commands_local, commands_images, commands_lab, commands_swarm, commands_bench]
 

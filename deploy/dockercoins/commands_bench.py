@@ -1,8 +1,13 @@
-"""Subcommands: (placeholder, filled in by its issue)."""
+"""`dockercoins bench ...`: benchmarks print numbers; they are not tests."""
 
 import argparse
 from typing import Any
 
+from dockercoins import bench_pipeline, bench_rng_modes
+
 
 def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
-    """Add this module's subcommands."""
+    parser = subparsers.add_parser("bench", help="benchmarks (numbers, not tests)")
+    bench = parser.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    bench_pipeline.register(bench)
+    bench_rng_modes.register(bench)
