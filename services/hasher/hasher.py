@@ -1,0 +1,187 @@
+"""hasher: POST / answers the lowercase hex sha256 of the body, slowly but many at once.
+
+Settings (environment): HOST (0.0.0.0), PORT (80), HASHER_DELAY (0.1 s per answer; requests
+are not serialised), HASHER_MAX_BYTES (1048576; a larger body gets 413 without being read
+into memory), LOG_LEVEL (INFO), ACCESS_LOG (0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.requests import ClientDisconnect
+
+log = logging.getLogger("hasher")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name}={raw!r} must be a finite number >= 0")
+    return value
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not _DIGITS.fullmatch(raw) or int(raw) < minimum:
+        raise ValueError(f"{name}={raw!r} must be an integer >= {minimum}")
+    return int(raw)
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r} must be 1/0, true/false, yes/no or on/off")
+
+
+def _env_log_level(env: Mapping[str, str]) -> str:
+    level = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        raise ValueError(f"LOG_LEVEL={level!r} must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 80
+    delay: float = 0.1
+    max_bytes: int = 1048576
+    log_level: str = "INFO"
+    access_log: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Every setting of the service, read once; ValueError names the bad variable."""
+        return cls(
+            host=env.get("HOST", "").strip() or cls.host,
+            port=_env_int(env, "PORT", cls.port, minimum=1),
+            delay=_env_float(env, "HASHER_DELAY", cls.delay),
+            max_bytes=_env_int(env, "HASHER_MAX_BYTES", cls.max_bytes, minimum=0),
+            log_level=_env_log_level(env),
+            access_log=_env_bool(env, "ACCESS_LOG", cls.access_log),
+        )
+
+
+class BodyError(ValueError):
+    """The request body cannot be hashed; carries the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_declared_length(header: str | None, max_bytes: int) -> None:
+    """Reject a body from its Content-Length alone, before reading any of it."""
+    if header is None:
+        return
+    text = header.strip()
+    if not _DIGITS.fullmatch(text):
+        raise BodyError(400, f"bad Content-Length {header[:40]!r}")
+    if len(text.lstrip("0")) > len(str(max_bytes)) or int(text) > max_bytes:
+        raise BodyError(413, f"body larger than {max_bytes} bytes")
+
+
+async def hash_stream(request: Request, max_bytes: int) -> str:
+    """sha256 of the body, read chunk by chunk; stops as soon as it passes max_bytes."""
+    digest = hashlib.sha256()
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > max_bytes:
+            raise BodyError(413, f"body larger than {max_bytes} bytes")
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(title="hasher", docs_url=None, redoc_url=None, openapi_url=None)
+    banner = f"HASHER running on {socket.gethostname()}\n"
+
+    @app.get("/")
+    async def index() -> PlainTextResponse:
+        return PlainTextResponse(banner)
+
+    @app.post("/")
+    async def hash_body(request: Request) -> Response:
+        try:
+            check_declared_length(request.headers.get("content-length"), settings.max_bytes)
+            hexdigest = await hash_stream(request, settings.max_bytes)
+        except BodyError as exc:
+            # The unread rest of the body stays on the wire: close the connection after this.
+            return JSONResponse(
+                {"error": str(exc)}, status_code=exc.status, headers={"Connection": "close"}
+            )
+        except ClientDisconnect:
+            return JSONResponse({"error": "client went away"}, status_code=400)
+        started = time.monotonic()
+        if settings.delay > 0:
+            await asyncio.sleep(settings.delay)
+        finished = time.monotonic()
+        # Server-side interval of the delay (monotonic clock of this process): lets a client
+        # see that answers are produced at the same time, without timing anything.
+        headers = {"X-Hasher-Started": f"{started:.6f}", "X-Hasher-Finished": f"{finished:.6f}"}
+        return PlainTextResponse(hexdigest, headers=headers)
+
+    return app
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env(os.environ)
+    except ValueError as exc:
+        logging.basicConfig(format=LOG_FORMAT)
+        log.error("bad setting: %s", exc)
+        return 2
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    log.info(
+        "hasher starting on %s:%d: delay %.3f s, bodies up to %d bytes",
+        settings.host,
+        settings.port,
+        settings.delay,
+        settings.max_bytes,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
