@@ -29,6 +29,7 @@ class LabState:
     bridge: str  # host bridge name
     host_ip: str  # the bridge's address on the host side
     registry: str  # host:port of the registry every node can reach
+    forward_port: int = 8000  # the host's 127.0.0.1 port forwarded to the nodes' web UI port
 
     @property
     def manager(self) -> LabNode:
@@ -60,7 +61,11 @@ def load() -> LabState | None:
         return None
     nodes = tuple(LabNode(**node) for node in data["nodes"])
     return LabState(
-        nodes=nodes, bridge=data["bridge"], host_ip=data["host_ip"], registry=data["registry"]
+        nodes=nodes,
+        bridge=data["bridge"],
+        host_ip=data["host_ip"],
+        registry=data["registry"],
+        forward_port=int(data.get("forward_port", 8000)),
     )
 
 

@@ -1,0 +1,106 @@
+"""Start, find and stop the lab's web UI forwarder (dockercoins.forwarder, run detached)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dockercoins import processes, ui
+from dockercoins.lab_state import lab_dir
+
+MARKER = "dockercoins.forwarder"
+LISTEN_HOST = "127.0.0.1"
+
+
+def pidfile() -> Path:
+    return lab_dir() / "forwarder.pid"
+
+
+def logfile() -> Path:
+    return lab_dir() / "forwarder.log"
+
+
+def _command(port: int, targets: list[str]) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        MARKER,
+        "--listen",
+        f"{LISTEN_HOST}:{port}",
+        "--pidfile",
+        str(pidfile()),
+        *targets,
+    ]
+
+
+def running_pid() -> int | None:
+    return processes.pidfile_process(pidfile(), MARKER)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LISTEN_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((LISTEN_HOST, port)) == 0
+
+
+def start(port: int, targets: list[str], timeout: float = 10.0) -> bool:
+    """Make sure a forwarder listens on 127.0.0.1:`port` for `targets`. A port taken by
+    another program is one warning line, not an error: returns False then."""
+    wanted = _command(port, targets)
+    pid = running_pid()
+    if pid is not None:
+        if processes.cmdline(pid)[1:] == wanted[1:]:
+            return True
+        stop()
+    if not _port_free(port):
+        ui.info(
+            f"warning: {LISTEN_HOST}:{port} is already taken by another program: the web UI "
+            f"forwarder is not started (choose another port with --forward-port)"
+        )
+        return False
+    pidfile().unlink(missing_ok=True)
+    with logfile().open("ab") as log:
+        proc = subprocess.Popen(
+            wanted,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd="/",
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if pidfile().exists() and _accepts(port):
+            return True
+        time.sleep(0.1)
+    stop_pid = proc.pid if proc.poll() is None else None
+    if stop_pid is not None:
+        processes.stop([stop_pid], 2.0)
+    tail = logfile().read_text(errors="replace").strip().splitlines()
+    ui.info(
+        f"warning: the web UI forwarder did not start on {LISTEN_HOST}:{port}"
+        + (f": {tail[-1]}" if tail else "")
+    )
+    return False
+
+
+def stop() -> None:
+    pid = running_pid()
+    if pid is not None:
+        processes.stop([pid], 5.0)
+    pidfile().unlink(missing_ok=True)

@@ -1,0 +1,103 @@
+"""Host processes the lab started: is a pid alive, what runs it, stop it (TERM, then KILL).
+
+Every helper checks a pid against what we expect it to be (its command line, its network
+namespace, its root directory) before signalling it, so a recycled pid is never killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def is_alive(pid: int) -> bool:
+    """True when `pid` runs (a zombie counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    if state in ("Z", "X"):
+        _reap(pid)
+        return False
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect a zombie child of ours (no-op for other processes)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def cmdline(pid: int) -> list[str]:
+    """The command line of `pid`, [] when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def read_pidfile(path: Path) -> int | None:
+    """The pid written in `path`, or None when there is no (valid) pidfile."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def pidfile_process(path: Path, marker: str) -> int | None:
+    """The live pid of `path` whose command line contains `marker`, else None."""
+    pid = read_pidfile(path)
+    if pid is None or not is_alive(pid):
+        return None
+    return pid if any(marker in part for part in cmdline(pid)) else None
+
+
+def processes_rooted_under(directory: Path) -> list[int]:
+    """Pids whose root directory (chroot, container rootfs) is inside `directory`."""
+    prefix = str(directory.resolve()) + "/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            root = os.readlink(entry / "root")
+        except OSError:
+            continue
+        if (root + "/").startswith(prefix):
+            found.append(int(entry.name))
+    return found
+
+
+def signal_all(pids: Iterable[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
+    """Wait until none of `pids` runs; returns those still alive after `timeout` s."""
+    remaining = list(pids)
+    deadline = time.monotonic() + timeout
+    while remaining and time.monotonic() < deadline:
+        remaining = [pid for pid in remaining if is_alive(pid)]
+        if remaining:
+            time.sleep(0.1)
+    return [pid for pid in remaining if is_alive(pid)]
+
+
+def stop(pids: Iterable[int], timeout: float) -> None:
+    """SIGTERM, wait up to `timeout` s, then SIGKILL what is left (and wait for it, bounded)."""
+    targets = [pid for pid in pids if is_alive(pid)]
+    if not targets:
+        return
+    signal_all(targets, signal.SIGTERM)
+    left = wait_gone(targets, timeout)
+    if left:
+        signal_all(left, signal.SIGKILL)
+        wait_gone(left, 10.0)
