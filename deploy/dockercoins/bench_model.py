@@ -3,7 +3,8 @@
 
 Ceiling (../shared/DESIGN.md): W workers each loop in d_worker + d_rng + d_hasher seconds,
 and each of R rng instances answers at most RNG_CONCURRENCY requests per d_rng seconds:
-ceiling = min(W / (d_worker + d_rng + d_hasher), R * concurrency / d_rng).
+ceiling = min(W / (d_worker + d_rng + d_hasher), R * concurrency / d_rng) (and W counts
+worker loops: tasks x WORKER_CONCURRENCY).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ JSON_FORMAT = "dockercoins-bench-rng-modes/1"
 
 @dataclass(frozen=True)
 class Delays:
-    """The services' deliberate delays (seconds) and rng's concurrency limit."""
+    """The services' deliberate delays (seconds), rng's concurrency limit and the loops each
+    worker task runs (WORKER_CONCURRENCY)."""
 
     worker: float = DEFAULT_DELAY
     rng: float = DEFAULT_DELAY
     hasher: float = DEFAULT_DELAY
     rng_concurrency: int = 1
+    worker_concurrency: int = 1
 
     @property
     def loop(self) -> float:
@@ -56,15 +59,20 @@ def delays_from_env(
     worker_env: Mapping[str, str], rng_env: Mapping[str, str], hasher_env: Mapping[str, str]
 ) -> Delays:
     """Delays as the services read them from their environment (defaults when unset)."""
-    raw = rng_env.get("RNG_CONCURRENCY", "").strip()
-    if raw and not (raw.isdigit() and int(raw) >= 1):
-        raise UserError(f"service rng has RNG_CONCURRENCY={raw!r}: not an integer >= 1")
     return Delays(
         worker=_env_delay(worker_env, "WORKER_DELAY", "worker"),
         rng=_env_delay(rng_env, "RNG_DELAY", "rng"),
         hasher=_env_delay(hasher_env, "HASHER_DELAY", "hasher"),
-        rng_concurrency=int(raw) if raw else 1,
+        rng_concurrency=_env_count(rng_env, "RNG_CONCURRENCY", "rng"),
+        worker_concurrency=_env_count(worker_env, "WORKER_CONCURRENCY", "worker"),
     )
+
+
+def _env_count(env: Mapping[str, str], name: str, service: str) -> int:
+    raw = env.get(name, "").strip()
+    if raw and not (raw.isdigit() and int(raw) >= 1):
+        raise UserError(f"service {service} has {name}={raw!r}: not an integer >= 1")
+    return int(raw) if raw else 1
 
 
 def env_list_to_dict(env: Sequence[str] | None) -> dict[str, str]:
@@ -77,8 +85,9 @@ def env_list_to_dict(env: Sequence[str] | None) -> dict[str, str]:
 
 
 def worker_ceiling(workers: float, delays: Delays) -> float:
-    """Hashes/s the workers could do if rng and hasher answered at once after their delays."""
-    return math.inf if delays.loop <= 0 else workers / delays.loop
+    """Hashes/s `workers` worker tasks could do if rng and hasher answered right after their
+    delays (each task runs `worker_concurrency` loops)."""
+    return math.inf if delays.loop <= 0 else workers * delays.worker_concurrency / delays.loop
 
 
 def rng_ceiling(rng_tasks: int, delays: Delays) -> float:
@@ -87,7 +96,7 @@ def rng_ceiling(rng_tasks: int, delays: Delays) -> float:
 
 
 def ceiling(workers: int, rng_tasks: int, delays: Delays) -> float:
-    """min(W / loop, R * concurrency / d_rng); math.inf when no delay bounds it."""
+    """min(W x loops per task / loop, R x concurrency / d_rng); math.inf when unbounded."""
     return min(worker_ceiling(workers, delays), rng_ceiling(rng_tasks, delays))
 
 
@@ -343,9 +352,10 @@ def speedup_table(report: BenchReport) -> str:
 def markdown(report: BenchReport) -> str:
     """The table file: both tables and the delays they were computed with."""
     d = report.delays
+    loops = f" x {d.worker_concurrency}" if d.worker_concurrency != 1 else ""
     return (
         f"{results_table(report)}\n\n{speedup_table(report)}\n\n"
-        f"Ceiling = min(W / ({d.worker:g} + {d.rng:g} + {d.hasher:g}) s, "
+        f"Ceiling = min(W{loops} / ({d.worker:g} + {d.rng:g} + {d.hasher:g}) s, "
         f"R x {d.rng_concurrency} / {d.rng:g} s); {report.nodes} nodes; "
         f"spread over {_num(report.settings.get('window'), 0)}-second windows.\n"
     )
@@ -369,6 +379,7 @@ def to_json(report: BenchReport) -> dict[str, Any]:
             "rng": report.delays.rng,
             "hasher": report.delays.hasher,
             "rng_concurrency": report.delays.rng_concurrency,
+            "worker_concurrency": report.delays.worker_concurrency,
         },
         "settings": report.settings,
         "results": [

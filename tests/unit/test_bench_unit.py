@@ -35,13 +35,17 @@ def test_ceiling_reads_concurrency_and_zero_delays() -> None:
     assert ceiling(100, 2, Delays(rng_concurrency=4)) == pytest.approx(80.0)
     assert ceiling(5, 1, Delays(worker=0, rng=0, hasher=0)) == math.inf
     assert ceiling(5, 1, Delays(worker=0.5, rng=0, hasher=0)) == pytest.approx(10.0)
+    assert ceiling(2, 9, Delays(worker_concurrency=3)) == pytest.approx(2 * 3 / 0.3)
 
 
 def test_delays_come_from_the_services_env_or_defaults() -> None:
     env = bench_model.env_list_to_dict(["RNG_DELAY=0.05", "A=b=c", "RNG_CONCURRENCY=2"])
     assert env == {"RNG_DELAY": "0.05", "A": "b=c", "RNG_CONCURRENCY": "2"}
-    delays = bench_model.delays_from_env({"WORKER_DELAY": "0.2"}, env, {})
-    assert delays == Delays(worker=0.2, rng=0.05, hasher=0.1, rng_concurrency=2)
+    worker_env = {"WORKER_DELAY": "0.2", "WORKER_CONCURRENCY": "4"}
+    delays = bench_model.delays_from_env(worker_env, env, {})
+    assert delays == Delays(
+        worker=0.2, rng=0.05, hasher=0.1, rng_concurrency=2, worker_concurrency=4
+    )
     assert bench_model.delays_from_env({}, {}, {}) == Delays()
     with pytest.raises(UserError, match="HASHER_DELAY"):
         bench_model.delays_from_env({}, {}, {"HASHER_DELAY": "slow"})
