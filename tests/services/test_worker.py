@@ -1,0 +1,178 @@
+"""The worker as a real process against real rng, hasher and Redis: it mines, survives
+outages of each of them without losing a hash, and stops cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+from support import RedisServer, ServiceProcess, wait_for
+
+StartService = Callable[..., ServiceProcess]
+
+STOPPED = re.compile(r"stopped after (\d+) loops \((\d+) coins\); (\d+) hashes and (\d+) coins")
+
+
+def db_of(server: RedisServer) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5)
+
+
+def hashes(server: RedisServer) -> int:
+    return int(db_of(server).get("hashes") or 0)
+
+
+def wallet_of(server: RedisServer) -> dict[bytes, bytes]:
+    """The `wallet` hash, raw bytes (the client does not decode)."""
+    raw: dict[bytes, bytes] = db_of(server).hgetall("wallet")  # type: ignore[assignment]
+    return raw
+
+
+def backends(start_service: StartService) -> tuple[ServiceProcess, ServiceProcess]:
+    rng = start_service("rng", RNG_DELAY="0", RNG_CONCURRENCY="8", ACCESS_LOG="1")
+    hasher = start_service("hasher", HASHER_DELAY="0")
+    return rng, hasher
+
+
+def start_worker(
+    start_service: StartService,
+    rng: ServiceProcess,
+    hasher: ServiceProcess,
+    server: RedisServer,
+    tmp_path: Path,
+    **env: str,
+) -> ServiceProcess:
+    settings = {
+        "RNG_URL": f"{rng.url}/32",
+        "HASHER_URL": f"{hasher.url}/",
+        "REDIS_URL": server.url,
+        "WORKER_DELAY": "0.005",
+        "WORKER_CONCURRENCY": "4",
+        "WORKER_BACKOFF_MAX": "0.5",
+        "WORKER_HEARTBEAT": str(tmp_path / "heartbeat"),
+        **env,
+    }
+    return start_service("worker", wait=False, **settings)
+
+
+def stop_worker(worker: ServiceProcess, signum: int = signal.SIGTERM) -> tuple[int, ...]:
+    """Signal the worker; it must exit 0 within 2 s. The numbers of its last log line:
+    (loops, coins, hashes not written, coins not written)."""
+    assert worker.proc is not None
+    worker.proc.send_signal(signum)
+    try:
+        code = worker.proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker did not exit within 2 s of the signal")
+    assert code == 0, worker.logs()
+    found = STOPPED.findall(worker.logs())
+    assert len(found) == 1, worker.logs()
+    return tuple(int(n) for n in found[0])
+
+
+def count(text: str, pattern: str) -> int:
+    return len(re.findall(pattern, text))
+
+
+def test_worker_mines_real_coins(
+    start_service: StartService, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    rng, hasher = backends(start_service)
+    worker = start_worker(start_service, rng, hasher, redis_server, tmp_path)
+    wait_for(lambda: hashes(redis_server) > 0)
+    first = hashes(redis_server)
+    wait_for(lambda: hashes(redis_server) > first)
+    wait_for(lambda: db_of(redis_server).hlen("wallet") >= 3, timeout=30)
+    assert (tmp_path / "heartbeat").exists()
+    loops, coins, owed_hashes, owed_coins = stop_worker(worker)
+
+    wallet = wallet_of(redis_server)
+    assert wallet
+    for digest, data in wallet.items():
+        assert digest.startswith(b"0")
+        assert len(data) == 32
+        assert hashlib.sha256(data).hexdigest().encode() == digest
+    assert (owed_hashes, owed_coins) == (0, 0)
+    assert hashes(redis_server) == loops
+    assert len(wallet) == coins
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_worker_and_writes_what_it_owes(
+    start_service: StartService, redis_server: RedisServer, tmp_path: Path, signum: int
+) -> None:
+    rng, hasher = backends(start_service)
+    # A flush interval far longer than the test: everything is still owed at the signal.
+    worker = start_worker(
+        start_service, rng, hasher, redis_server, tmp_path, WORKER_FLUSH_INTERVAL="3600"
+    )
+    wait_for(lambda: count(rng.logs(), r'"GET /32 HTTP/1.1" 200') >= 20)
+    assert hashes(redis_server) == 0
+    loops, coins, owed_hashes, owed_coins = stop_worker(worker, signum)
+    assert loops > 0
+    assert (owed_hashes, owed_coins) == (0, 0)
+    assert hashes(redis_server) == loops
+    assert db_of(redis_server).hlen("wallet") == coins
+
+
+def test_redis_outage_loses_no_hash(
+    start_service: StartService, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    rng, hasher = backends(start_service)
+    worker = start_worker(start_service, rng, hasher, redis_server, tmp_path)
+    wait_for(lambda: hashes(redis_server) > 0)
+
+    # Stop Redis with its data saved (the fixture runs it without persistence), so the
+    # counter survives the restart and must end equal to every loop the worker did.
+    db_of(redis_server).shutdown(save=True)
+    assert redis_server.proc is not None
+    redis_server.proc.wait(timeout=10)
+    wait_for(lambda: "redis failing" in worker.logs())
+    served = count(rng.logs(), r'"GET /32 HTTP/1.1" 200')
+    wait_for(lambda: count(rng.logs(), r'"GET /32 HTTP/1.1" 200') >= served + 50)  # mining on
+    redis_server.start()
+    wait_for(lambda: "redis is back" in worker.logs())
+    wait_for(lambda: hashes(redis_server) > 0)
+
+    loops, _coins, owed_hashes, _owed_coins = stop_worker(worker)
+    logs = worker.logs()
+    assert count(logs, "redis failing") == 1, logs
+    assert count(logs, "redis is back") == 1, logs
+    assert owed_hashes == 0
+    assert hashes(redis_server) == loops
+    for digest, data in wallet_of(redis_server).items():
+        assert hashlib.sha256(data).hexdigest().encode() == digest
+
+
+@pytest.mark.parametrize("kind", ["rng", "hasher"])
+def test_worker_recovers_from_rng_and_hasher_outages(
+    start_service: StartService, redis_server: RedisServer, tmp_path: Path, kind: str
+) -> None:
+    rng, hasher = backends(start_service)
+    worker = start_worker(start_service, rng, hasher, redis_server, tmp_path)
+    wait_for(lambda: hashes(redis_server) > 0)
+
+    down = rng if kind == "rng" else hasher
+    down.stop()
+    wait_for(lambda: f"{kind} failing" in worker.logs())
+    # Let several attempts fail (the back-off is capped at 0.5 s in this test).
+    time.sleep(1.5)
+    before = hashes(redis_server)
+    down.start()  # same port
+    wait_for(lambda: f"{kind} is back" in worker.logs())
+    wait_for(lambda: hashes(redis_server) > before)
+
+    loops, _coins, owed_hashes, _owed_coins = stop_worker(worker)
+    logs = worker.logs()
+    assert count(logs, f"{kind} failing") == 1, logs
+    back = re.findall(rf"{kind} is back after [0-9.]+ s \((\d+) failed attempts\)", logs)
+    assert len(back) == 1, logs
+    assert int(back[0]) > 1  # many attempts, one line
+    assert owed_hashes == 0
+    assert hashes(redis_server) == loops
