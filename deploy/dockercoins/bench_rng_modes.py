@@ -277,10 +277,25 @@ def interrupts_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def restore(client: Any, original: ClusterState, timeout: float) -> None:
+def rng_spec(client: Any) -> dict[str, Any]:
+    from dockercoins import swarm
+
+    spec: dict[str, Any] = swarm.require(swarm.our_services(client, ["rng"]), "rng")["Spec"]
+    return spec
+
+
+def restore(
+    client: Any, original: ClusterState, original_rng: dict[str, Any], timeout: float
+) -> None:
+    """Put rng's mode and the worker scale back; rng is created again from its recorded spec
+    if an interrupted mode switch left it removed."""
+    from dockercoins import swarm
+
     with interrupts_deferred():
-        now = read_state(client)
-        if now == original:
+        if "rng" not in swarm.our_services(client, ["rng"]):
+            ui.info("rng was removed in the middle of a mode switch: creating it again")
+            swarm.create_service(client, original_rng)
+        if read_state(client) == original:
             return
         ui.info(f"putting the services back: {original.describe()}")
         apply(
@@ -443,6 +458,7 @@ def run(args: argparse.Namespace) -> int:
     url = find_webui(options.webui)
     schedulable = [node for node in swarm.nodes(client) if node.schedulable]
     original = read_state(client)
+    original_rng = rng_spec(client)
     points = plan(options, original.rng_mode)
     per_point = [options.warmup + options.duration_for(w) for _, w in points]
     ui.info(
@@ -497,7 +513,7 @@ def run(args: argparse.Namespace) -> int:
             )
     finally:
         bar.end_line()
-        restore(client, original, options.timeout)
+        restore(client, original, original_rng, options.timeout)
     report.settings["load_average_end"] = load_average()
     write_outputs(report, options.out)
     ui.result(bench_model.markdown(report))
