@@ -126,7 +126,8 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
         )
         if wait and self.name != "worker":
-            wait_for(lambda: httpx.get(self.url + "/", timeout=1).status_code == 200)
+            # 200 from rng and hasher; webui's / redirects to /index.html
+            wait_for(lambda: httpx.get(self.url + "/", timeout=1).status_code in (200, 302))
 
     def stop(self) -> None:
         _stop_process(self.proc)
