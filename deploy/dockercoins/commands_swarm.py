@@ -146,7 +146,10 @@ def _deploy(args: argparse.Namespace) -> int:
     )
     images = swarm_specs.Images(registry, namespace, tag)
     started = time.monotonic()
-    with ui.step(f"deploy DockerCoins ({naming.repository(registry, namespace, '*')}:{tag})"):
+    with (
+        ui.step(f"deploy DockerCoins ({naming.repository(registry, namespace, '*')}:{tag})"),
+        swarm.docker_errors(),
+    ):
         swarm.deploy(images, modes, args.workers, env, timeout)
     ui.result(
         f"DockerCoins is running ({time.monotonic() - started:.1f} s); web UI published on "
@@ -161,7 +164,10 @@ def _scale(args: argparse.Namespace) -> int:
 
     timeout = _check_timeout(args.timeout)
     targets = swarm_specs.parse_scale_args(args.targets)
-    with ui.step("scale " + " ".join(f"{k}={v}" for k, v in targets.items())):
+    with (
+        ui.step("scale " + " ".join(f"{k}={v}" for k, v in targets.items())),
+        swarm.docker_errors(),
+    ):
         swarm.scale(targets, timeout)
     return 0
 
@@ -171,7 +177,7 @@ def _rng_mode(args: argparse.Namespace) -> int:
 
     timeout = _check_timeout(args.timeout)
     replicas = swarm_specs.check_replicas(args.replicas, "rng")
-    with ui.step(f"rng-mode {args.mode}"):
+    with ui.step(f"rng-mode {args.mode}"), swarm.docker_errors():
         swarm.rng_mode(args.mode, replicas, timeout)
     return 0
 
@@ -179,13 +185,14 @@ def _rng_mode(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from dockercoins import swarm
 
-    return swarm.status(args.webui)
+    with swarm.docker_errors():
+        return swarm.status(args.webui)
 
 
 def _down(args: argparse.Namespace) -> int:
     from dockercoins import swarm
 
     timeout = _check_timeout(args.timeout)
-    with ui.step("down: remove the DockerCoins services and network"):
+    with ui.step("down: remove the DockerCoins services and network"), swarm.docker_errors():
         swarm.down(timeout)
     return 0

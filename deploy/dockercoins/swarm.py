@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,23 @@ def connect_manager() -> Any:
             "point DOCKER_HOST at a manager node"
         )
     return client
+
+
+@contextmanager
+def docker_errors() -> Iterator[None]:
+    """Turn a Docker API or connection failure in the middle of a command into one line."""
+    import docker.errors
+    import requests
+
+    try:
+        yield
+    except docker.errors.APIError as error:
+        explanation = error.explanation or str(error)
+        if isinstance(explanation, bytes):
+            explanation = explanation.decode(errors="replace")
+        raise UserError(f"the swarm manager refused: {explanation}") from error
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+        raise UserError(f"lost the swarm manager ({manager_url()[1]}): {error}") from error
 
 
 # ---------------------------------------------------------------- reading the swarm
@@ -177,23 +195,30 @@ def progress(
 def describe_stuck(
     name: str, tasks: list[Spec], all_nodes: list[Node], limit: int = 2
 ) -> list[str]:
-    """The latest distinct problems of a service's tasks: state, node and error."""
+    """The latest distinct problems of a service's tasks: state, nodes and error."""
     hostnames = {node.id: node.hostname for node in all_nodes}
-    problems: list[str] = []
+    problems: dict[tuple[str, str], list[str]] = {}
     latest = sorted(tasks, key=lambda t: t.get("Status", {}).get("Timestamp", ""), reverse=True)
     for task in latest:
         status = task.get("Status", {})
         state = status.get("State", "?")
         if state == "running" and task.get("DesiredState") == "running":
             continue
-        node = hostnames.get(task.get("NodeID", ""), "no node")
         error = status.get("Err") or status.get("Message") or ""
-        text = f"{name} task {state} on {node}" + (f": {error}" if error else "")
-        if text not in problems:
-            problems.append(text)
-        if len(problems) >= limit:
-            break
-    return problems
+        if error == state:
+            error = ""
+        key = (state, error)
+        if key not in problems:
+            if len(problems) >= limit:
+                continue
+            problems[key] = []
+        node = hostnames.get(task.get("NodeID", ""), "no node")
+        if node not in problems[key]:
+            problems[key].append(node)
+    return [
+        f"{name} task {state} on {', '.join(where)}" + (f": {error}" if error else "")
+        for (state, error), where in problems.items()
+    ]
 
 
 def wait_converged(client: Any, names: Iterable[str], timeout: float, what: str) -> None:

@@ -266,7 +266,7 @@ def test_describe_stuck_names_latest_errors() -> None:
     ]
     assert describe_stuck("rng", tasks, NODES) == [
         "rng task preparing on node1",
-        "rng task rejected on node2: No such image: r/ns/rng:v1",
+        "rng task rejected on node2, node1: No such image: r/ns/rng:v1",
     ]
 
 

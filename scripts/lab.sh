@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The README's first command: a fresh Debian machine (as root) -> a multi-node Swarm lab
+# with DockerCoins deployed, then the URL of the page and the hash rate.
+#   bash scripts/lab.sh            # NODES=3 by default
+# Steps: install what is missing (scripts/install.sh), `dockercoins lab up`, `dockercoins
+# ship` (build + push the four images), `dockercoins deploy`, `dockercoins status`.
+# Every step is idempotent: a second run is fast and changes nothing that works.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+started=$(date +%s)
+
+bash scripts/install.sh
+DC="$REPO/.venv/bin/dockercoins"
+
+"$DC" lab up --nodes "${NODES:-3}"
+
+DOCKER_HOST="$("$REPO/.venv/bin/python" -c \
+  'from dockercoins import lab_state; lab = lab_state.load(); print(lab.manager.docker_host if lab else "")')"
+if [ -z "$DOCKER_HOST" ]; then
+  echo "lab.sh: the lab did not record its manager: see the output of 'dockercoins lab up'" >&2
+  exit 1
+fi
+export DOCKER_HOST
+
+"$DC" ship
+"$DC" deploy
+"$DC" status
+
+cat <<EOF
+
+DockerCoins runs on the lab ($(( $(date +%s) - started )) s).
+  web UI:          http://localhost:8000
+  the docker CLI:  export DOCKER_HOST=$DOCKER_HOST
+  tear down:       .venv/bin/dockercoins down; .venv/bin/dockercoins lab down
+EOF

@@ -1,0 +1,91 @@
+"""deploy/dockercoins.yml with the real `docker stack deploy` on the lab: the five services,
+rng global, ten workers, hashes rising through http://localhost:8000, then `stack rm`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from dockercoins.dockerclient import connect
+from dockercoins.lab_state import LabState
+from dockercoins.paths import REPO_ROOT
+from support import wait_for
+
+pytestmark = pytest.mark.lab
+
+STACK = "dockercoins"
+STACK_FILE = REPO_ROOT / "deploy" / "dockercoins.yml"
+
+
+def docker_cli(lab: LabState, *args: str, timeout: float = 180) -> str:
+    binary = shutil.which("docker")
+    assert binary, "the docker CLI is not installed"
+    env = {**os.environ, "DOCKER_HOST": lab.manager.docker_host, "REGISTRY": lab.registry}
+    proc = subprocess.run(
+        [binary, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    sys.stderr.write(f"$ docker {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture
+def stack(lab: LabState) -> Iterator[Any]:
+    env = {**os.environ, "DOCKER_HOST": lab.manager.docker_host, "REGISTRY": lab.registry}
+    subprocess.run([sys.executable, "-m", "dockercoins", "down"], env=env, check=False, timeout=180)
+    subprocess.run([sys.executable, "-m", "dockercoins", "ship"], env=env, check=True, timeout=900)
+    client = connect(lab.manager.docker_host, timeout=60)
+    try:
+        yield client
+    finally:
+        subprocess.run(["docker", "stack", "rm", STACK], env=env, check=False, timeout=120)
+        wait_for(lambda: not stack_tasks(client), timeout=120, interval=1.0)
+        wait_for(lambda: not stack_networks(client), timeout=60, interval=1.0)
+        client.close()
+
+
+def stack_tasks(client: Any) -> list[Any]:
+    return list(client.api.tasks(filters={"label": f"com.docker.stack.namespace={STACK}"}))
+
+
+def stack_networks(client: Any) -> list[Any]:
+    return list(client.networks.list(filters={"label": f"com.docker.stack.namespace={STACK}"}))
+
+
+def running(client: Any, service: str) -> list[dict[str, Any]]:
+    return [
+        task
+        for task in client.api.tasks(filters={"service": service, "desired-state": "running"})
+        if task["Status"]["State"] == "running"
+    ]
+
+
+def test_stack_file_runs_dockercoins(lab: LabState, stack: Any) -> None:
+    docker_cli(lab, "stack", "deploy", "-c", str(STACK_FILE), STACK)
+    names = {service.name for service in stack.services.list()}
+    assert {f"{STACK}_{name}" for name in ("redis", "hasher", "rng", "webui", "worker")} <= names
+
+    nodes = len(lab.nodes)
+    wait_for(lambda: len(running(stack, f"{STACK}_rng")) == nodes, timeout=240, interval=1.0)
+    wait_for(lambda: len(running(stack, f"{STACK}_worker")) == 10, timeout=240, interval=1.0)
+    assert len({task["NodeID"] for task in running(stack, f"{STACK}_rng")}) == nodes
+
+    # hashes rise: the workers found rng, hasher and redis by their short names
+    samples: list[int] = []
+
+    def risen() -> bool:
+        answer = httpx.get("http://localhost:8000/json", timeout=2).json()
+        samples.append(int(answer["hashes"]))
+        return len(samples) > 1 and samples[-1] > samples[0]
+
+    wait_for(risen, timeout=180, interval=1.0)
+
+    docker_cli(lab, "stack", "rm", STACK)
+    wait_for(lambda: not stack_tasks(stack), timeout=120, interval=1.0)
+    assert not [s for s in stack.services.list() if s.name.startswith(f"{STACK}_")]
