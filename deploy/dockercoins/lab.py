@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dockercoins import lab_state, labdaemon, labforward, labnet, mounts, ui
@@ -29,6 +30,7 @@ DEFAULT_FORWARD_PORT = 8000
 WEBUI_PORT = 8000
 SWARM_PORT = 2377
 READY_TIMEOUT = 90.0
+LOCK_FILE = Path("/run/lock/dockercoins-lab.lock")
 
 
 def registry_address() -> str:
@@ -48,8 +50,10 @@ def require_root() -> None:
 
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
-    """One `lab up`/`lab down` at a time on this host (bounded wait)."""
-    with (lab_dir() / "lab.lock").open("w") as handle:
+    """One `lab up`/`lab down` at a time on this host (bounded wait): the namespaces and
+    the bridge are host-wide, so the lock is too."""
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK_FILE.open("w") as handle:
         deadline = time.monotonic() + 600
         while True:
             try:

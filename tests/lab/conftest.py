@@ -1,0 +1,73 @@
+"""The lab tier's shared fixture: one real 3-node lab for the whole session.
+
+`lab` brings the lab up once (`dockercoins lab up --nodes 3`, the real CLI) and tears it
+down in a finally (`dockercoins lab down`), even when tests fail. Tests marked
+`lab_disruptive` (they kill daemons or tear the lab down) are moved to the end of the
+session, in their file order, so they never pull the lab from under other tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from dockercoins import lab_state
+from dockercoins.lab_state import LabState
+
+LAB_NODES = 3
+UP_TIMEOUT = 900  # a cold first run includes debootstrap and the image imports
+DOWN_TIMEOUT = 300
+DISRUPTIVE = "lab_disruptive"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{DISRUPTIVE}: kills lab daemons or tears the lab down; runs last"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.lab)
+    items.sort(key=lambda item: item.get_closest_marker(DISRUPTIVE) is not None)
+
+
+def lab_cli(*args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """`dockercoins lab ARGS` as a user runs it, output captured, bounded."""
+    return subprocess.run(
+        [sys.executable, "-m", "dockercoins", "lab", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def run_lab() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The `lab_cli` function: `run_lab("status", timeout=60)`."""
+    return lab_cli
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[LabState]:
+    """A running 3-node lab (lab_state.LabState), torn down at the end of the session."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    try:
+        up = lab_cli("up", "--nodes", str(LAB_NODES))
+        if up.returncode != 0:
+            pytest.fail(f"`dockercoins lab up` failed ({up.returncode}):\n{up.stderr[-3000:]}")
+        state = lab_state.load()
+        assert state is not None, "lab up did not record the lab"
+        yield state
+    finally:
+        down = lab_cli("down", timeout=DOWN_TIMEOUT)
+        if down.returncode != 0:
+            print(f"`dockercoins lab down` failed:\n{down.stderr[-3000:]}", file=sys.stderr)

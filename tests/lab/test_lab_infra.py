@@ -1,0 +1,226 @@
+"""The lab itself on a real 3-node swarm: nodes, hostnames, images, overlay across nodes,
+registry seen from a node, the web UI forwarder, idempotent `up`, `status`, recovery after
+a killed daemon, and a `down` that leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dockercoins import lab_state, labnet, mounts, processes
+from dockercoins.baseimage import BASE_IMAGE_TAG, REDIS_IMAGE_TAG
+from dockercoins.dockerclient import connect
+from dockercoins.lab_state import LabState
+from support import wait_for
+
+pytestmark = pytest.mark.lab
+
+CONTAINER_TIMEOUT = 120
+LabCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def clients(lab: LabState) -> Iterator[dict[str, Any]]:
+    """node name -> Docker SDK client of that node's dockerd."""
+    made = {node.name: connect(node.docker_host, timeout=120) for node in lab.nodes}
+    try:
+        yield made
+    finally:
+        for client in made.values():
+            client.close()
+
+
+def run_to_end(client: Any, command: list[str], **options: Any) -> tuple[int, str]:
+    """Run a base-image container to its end (bounded); exit status and logs; removed."""
+    container = client.containers.run(BASE_IMAGE_TAG, command, detach=True, **options)
+    try:
+        status = container.wait(timeout=CONTAINER_TIMEOUT)["StatusCode"]
+        return int(status), container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True)
+
+
+def fetch_script(url: str, tries: int = 30) -> str:
+    """Python for a container: GET `url` until it answers (bounded), print the status."""
+    return (
+        "import time, urllib.request\n"
+        f"for _ in range({tries}):\n"
+        "    try:\n"
+        f"        print(urllib.request.urlopen({url!r}, timeout=2).status); break\n"
+        "    except OSError as error:\n"
+        "        print(error); time.sleep(1)\n"
+        "else:\n"
+        "    raise SystemExit(1)\n"
+    )
+
+
+def swarm_nodes(manager: Any) -> dict[str, tuple[str, str, str]]:
+    """hostname -> (node id, role, state) from the manager's node list."""
+    return {
+        node.attrs["Description"]["Hostname"]: (
+            node.id,
+            node.attrs["Spec"]["Role"],
+            node.attrs["Status"]["State"],
+        )
+        for node in manager.nodes.list()
+    }
+
+
+def test_all_nodes_ready_with_one_manager(lab: LabState, clients: dict[str, Any]) -> None:
+    nodes = swarm_nodes(clients["node1"])
+    assert sorted(nodes) == ["node1", "node2", "node3"]
+    assert {name: state for name, (_, _, state) in nodes.items()} == dict.fromkeys(nodes, "ready")
+    managers = [name for name, (_, role, _) in nodes.items() if role == "manager"]
+    assert managers == ["node1"]
+    assert lab.manager.name == "node1"
+
+
+def test_each_node_has_its_own_hostname_address_and_images(
+    lab: LabState, clients: dict[str, Any]
+) -> None:
+    for node in lab.nodes:
+        info = clients[node.name].info()
+        assert info["Name"] == node.name
+        assert info["Swarm"]["NodeAddr"] == node.ip
+        tags = {tag for image in clients[node.name].images.list() for tag in image.tags}
+        assert {BASE_IMAGE_TAG, REDIS_IMAGE_TAG} <= tags
+    assert len({node.ip for node in lab.nodes}) == len(lab.nodes)
+
+
+def test_overlay_network_spans_nodes(lab: LabState, clients: dict[str, Any]) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    network = clients["node1"].networks.create(
+        f"labinfra-{suffix}", driver="overlay", attachable=True
+    )
+    server = None
+    try:
+        server = clients["node2"].containers.run(
+            BASE_IMAGE_TAG,
+            ["python3", "-m", "http.server", "8080"],
+            name=f"labinfra-server-{suffix}",
+            network=network.name,
+            detach=True,
+        )
+        status, logs = run_to_end(
+            clients["node3"],
+            ["python3", "-c", fetch_script(f"http://labinfra-server-{suffix}:8080/")],
+            network=network.name,
+        )
+        assert status == 0, logs
+        assert "200" in logs
+    finally:
+        if server is not None:
+            server.remove(force=True)
+        network.remove()
+
+
+def test_registry_answers_from_a_node(lab: LabState, clients: dict[str, Any]) -> None:
+    status, logs = run_to_end(
+        clients["node2"], ["python3", "-c", fetch_script(f"http://{lab.registry}/v2/", 5)]
+    )
+    assert status == 0, logs
+    assert "200" in logs
+
+
+def test_forwarder_reaches_the_node_that_publishes_port_8000(
+    lab: LabState, clients: dict[str, Any]
+) -> None:
+    # webui is published on 8000 on one node only (host mode): the forwarder finds it
+    container = clients["node3"].containers.run(
+        BASE_IMAGE_TAG,
+        ["python3", "-m", "http.server", "8000", "--directory", "/etc"],
+        ports={"8000/tcp": 8000},
+        detach=True,
+    )
+    url = f"http://127.0.0.1:{lab.forward_port}/os-release"
+    try:
+
+        def served() -> bool:
+            with urllib.request.urlopen(url, timeout=3) as reply:
+                return b"bookworm" in reply.read()
+
+        wait_for(served, timeout=60, interval=0.5)
+    finally:
+        container.remove(force=True)
+
+
+def test_up_again_is_idempotent(run_lab: LabCli, lab: LabState, clients: dict[str, Any]) -> None:
+    from dockercoins.labdaemon import NodeDirs, dockerd_pid
+
+    pids = [dockerd_pid(NodeDirs(labnet.node_index(node.name))) for node in lab.nodes]
+    before = swarm_nodes(clients["node1"])
+    again = run_lab("up", "--nodes", str(len(lab.nodes)))
+    assert again.returncode == 0, again.stderr
+    assert f"export DOCKER_HOST={lab.manager.docker_host}" in again.stdout.splitlines()
+    assert f"export REGISTRY={lab.registry}" in again.stdout.splitlines()
+    assert [dockerd_pid(NodeDirs(labnet.node_index(n.name))) for n in lab.nodes] == pids
+    assert swarm_nodes(clients["node1"]) == before
+    assert lab_state.load() == lab
+
+
+def test_status_shows_nodes_state_and_role(run_lab: LabCli, lab: LabState) -> None:
+    shown = run_lab("status", timeout=120)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    rows = {line.split()[0]: line.split() for line in shown.stdout.splitlines()[2:5]}
+    assert rows["node1"][1:] == [lab.nodes[0].ip, "up", "ready", "manager", "(leader)"]
+    assert rows["node2"][1:] == [lab.nodes[1].ip, "up", "ready", "worker"]
+    assert rows["node3"][1:] == [lab.nodes[2].ip, "up", "ready", "worker"]
+    assert "registry 10.213.47.1:5000 up" in shown.stdout
+    assert "forwarder 127.0.0.1:8000 running" in shown.stdout
+
+
+@pytest.mark.lab_disruptive
+def test_up_recovers_after_a_killed_daemon(run_lab: LabCli, lab: LabState) -> None:
+    from dockercoins.labdaemon import NodeDirs, dockerd_pid
+
+    node2 = NodeDirs(2)
+    killed = dockerd_pid(node2)
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)  # nothing else is cleaned: pidfile, socket, mounts stay
+    wait_for(lambda: not processes.is_alive(killed), timeout=30)
+    assert node2.pidfile.exists()
+    recovered = run_lab("up", "--nodes", str(len(lab.nodes)))
+    assert recovered.returncode == 0, recovered.stderr
+    restarted = dockerd_pid(node2)
+    assert restarted is not None
+    assert restarted != killed
+    client = connect(lab.manager.docker_host, timeout=60)
+    try:
+        states = {name: state for name, (_, _, state) in swarm_nodes(client).items()}
+    finally:
+        client.close()
+    assert states == {"node1": "ready", "node2": "ready", "node3": "ready"}
+
+
+def lab_processes(directory: Path) -> list[str]:
+    """Command lines of processes that mention the lab's folder or are its forwarder."""
+    found = []
+    for pid in (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()):
+        line = " ".join(processes.cmdline(pid))
+        if str(directory) in line or "dockercoins.forwarder" in line:
+            found.append(f"{pid}: {line}")
+    return found
+
+
+@pytest.mark.lab_disruptive
+def test_down_leaves_nothing(run_lab: LabCli, lab: LabState) -> None:
+    directory = lab_state.lab_dir()
+    assert lab_processes(directory)  # the lab runs: the checks below can see it
+    down = run_lab("down", timeout=300)
+    assert down.returncode == 0, down.stderr
+    assert lab_processes(directory) == []
+    assert labnet.namespaces() == []
+    assert labnet.lab_links() == []
+    assert not labnet.forward_rule_present()
+    assert mounts.mounts_under(directory) == []
+    assert lab_state.load() is None
+    assert not (directory / "forwarder.pid").exists()
+    for node in lab.nodes:
+        assert not Path(node.socket).exists()
