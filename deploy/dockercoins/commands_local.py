@@ -1,8 +1,34 @@
-"""Subcommands: (placeholder, filled in by its issue)."""
+"""`dockercoins local`: redis-server and the four services as processes on loopback."""
 
 import argparse
 from typing import Any
 
+from dockercoins import ui
+
 
 def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
-    """Add this module's subcommands."""
+    """Add `local`."""
+    parser = subparsers.add_parser(
+        "local",
+        help="run DockerCoins on this machine without Docker (Ctrl-C stops it)",
+        description="Start a redis-server (temporary directory, loopback) and rng, hasher, "
+        "webui and worker as processes on 127.0.0.1, print the page's URL, and on Ctrl-C or "
+        "SIGTERM stop everything and remove the temporary directory. The services read "
+        "their usual settings from the environment (e.g. RNG_DELAY=0, WORKER_CONCURRENCY=8).",
+    )
+    parser.add_argument("--webui-port", type=int, default=8000, help="web UI port (8000)")
+    parser.add_argument("--rng-port", type=int, default=8001, help="rng port (8001)")
+    parser.add_argument("--hasher-port", type=int, default=8002, help="hasher port (8002)")
+    parser.add_argument(
+        "--redis-port", type=int, default=0, help="redis-server port (default: a free port)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dockercoins.local import LocalPorts, run_local
+
+    ports = LocalPorts(
+        webui=args.webui_port, rng=args.rng_port, hasher=args.hasher_port, redis=args.redis_port
+    )
+    return run_local(ports, ui.info, ui.result)
