@@ -7,7 +7,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APT_PACKAGES=(
   redis-server chromium chromium-driver
-  docker.io docker-registry debootstrap iptables iproute2 procps
+  docker.io docker-registry docker-compose debootstrap iptables iproute2 procps
   python3-venv
 )
 
