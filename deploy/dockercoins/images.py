@@ -69,7 +69,9 @@ def resolve_base(client: Any, base: str | None) -> str:
             return PUBLIC_BASE
         choice = BASE_OFFLINE
     if choice == BASE_OFFLINE:
-        return baseimage.import_base_image(client, "python")
+        # redis too: compose.yml and the tutorial's `docker service create ... redis` need it
+        baseimage.import_base_images(client)
+        return baseimage.BASE_IMAGE_TAG
     if not _has_image(client, choice):
         raise UserError(f"base image {choice!r} is not on the daemon: pull or import it first")
     return choice

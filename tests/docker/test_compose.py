@@ -1,0 +1,102 @@
+"""compose.yml at the top validates and comes up (Debian's docker-compose, or the
+`docker compose` plugin), on the images the session built, then is torn down."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from docker_support import DockerSession
+from dockercoins import images
+from support import free_port, wait_for
+
+COMPOSE_FILE = Path(__file__).resolve().parents[2] / "compose.yml"
+
+
+def _compose_command() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run(
+            [docker, "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
+        return [docker, "compose"]
+    pytest.fail("neither docker-compose nor `docker compose` is installed (scripts/install.sh)")
+
+
+@pytest.fixture
+def compose(docker_session: DockerSession) -> Iterator[tuple[list[str], dict[str, str]]]:
+    import os
+
+    env = {
+        **os.environ,
+        "DOCKER_HOST": docker_session.base_url,
+        "REGISTRY": docker_session.registry,
+        "USER_NAMESPACE": docker_session.namespace,
+        "TAG": docker_session.tag,
+        "PUBLISH_ADDR": "127.0.0.1",
+        "RNG_PORT": str(free_port()),
+        "HASHER_PORT": str(free_port()),
+        "WEBUI_PORT": str(free_port()),
+        "COMPOSE_PROJECT_NAME": f"dctest{docker_session.session_id}",
+    }
+    command = [*_compose_command(), "-f", str(COMPOSE_FILE)]
+    try:
+        yield command, env
+    finally:
+        subprocess.run(
+            [*command, "down", "--volumes", "--remove-orphans", "--timeout", "5"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+
+def test_compose_file_validates_and_comes_up(
+    compose: tuple[list[str], dict[str, str]],
+    built_images: dict[str, images.BuiltImage],
+    docker_session: DockerSession,
+) -> None:
+    command, env = compose
+    config = subprocess.run(
+        [*command, "config"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert config.returncode == 0, config.stderr
+    for name, built in built_images.items():
+        assert f"image: {built.ref}" in config.stdout, name
+
+    up = subprocess.run(
+        [*command, "up", "--detach", "--no-build"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert up.returncode == 0, up.stderr
+
+    web = f"http://127.0.0.1:{env['WEBUI_PORT']}"
+    assert httpx.get(f"http://127.0.0.1:{env['RNG_PORT']}/", timeout=5).status_code == 200
+    assert httpx.get(f"http://127.0.0.1:{env['HASHER_PORT']}/", timeout=5).status_code == 200
+
+    def hashes() -> int:
+        return int(httpx.get(f"{web}/json", timeout=3).json()["hashes"])
+
+    wait_for(lambda: hashes() > 0, timeout=60, interval=0.5)
+    first = hashes()
+    wait_for(lambda: hashes() > first, timeout=30, interval=0.5)
+
+    project = env["COMPOSE_PROJECT_NAME"]
+    containers = docker_session.client.containers.list(
+        filters={"label": f"com.docker.compose.project={project}"}
+    )
+    assert len(containers) == 5

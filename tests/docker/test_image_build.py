@@ -1,0 +1,86 @@
+"""The four images built from the offline base: named like the tutorial, non-root,
+small, and the base and redis images made without Docker Hub."""
+
+from __future__ import annotations
+
+from docker_support import DockerSession
+from dockercoins import baseimage, images
+from dockercoins.paths import SERVICES
+
+
+def test_four_images_are_built_from_the_offline_base(
+    docker_session: DockerSession, built_images: dict[str, images.BuiltImage]
+) -> None:
+    client = docker_session.client
+    base = client.api.inspect_image(baseimage.BASE_IMAGE_TAG)
+    assert base["Config"]["Labels"][baseimage.HASH_LABEL] == baseimage.tarball_sha256("python")
+    assert sorted(built_images) == sorted(SERVICES)
+    for service, built in built_images.items():
+        attrs = client.api.inspect_image(built.ref)
+        assert built.ref == f"{docker_session.registry}/dctest/{service}:{docker_session.tag}"
+        assert attrs["Id"] == built.image_id
+        config = attrs["Config"]
+        assert config["User"] == "10001"
+        assert config["Cmd"] == ["/opt/venv/bin/python", f"{service}.py"]
+        assert config["Healthcheck"]["Test"][0] == "CMD"
+        assert "PYTHONUNBUFFERED=1" in config["Env"]
+        # the image grows from the offline base: its layers come first
+        assert (
+            attrs["RootFS"]["Layers"][: len(base["RootFS"]["Layers"])] == base["RootFS"]["Layers"]
+        )
+        assert built.size > base["Size"]
+
+
+def test_images_hold_no_pip_and_no_wheels(
+    docker_session: DockerSession, built_images: dict[str, images.BuiltImage]
+) -> None:
+    script = (
+        "import importlib.util, os, sys; "
+        "sys.exit(1 if importlib.util.find_spec('pip') or os.path.exists('/app/wheels') "
+        "or os.path.exists('/opt/venv/bin/pip') else 0)"
+    )
+    for built in built_images.values():
+        output = docker_session.client.containers.run(
+            built.ref,
+            ["/opt/venv/bin/python", "-c", script + "; print(os.getuid())"],
+            remove=True,
+            network_mode="none",
+            labels=docker_session.labels,
+        )
+        assert output.decode().strip() == "10001"
+
+
+def test_redis_image_is_made_locally_and_runs_as_non_root(
+    docker_session: DockerSession, built_images: dict[str, images.BuiltImage]
+) -> None:
+    attrs = docker_session.client.api.inspect_image(baseimage.REDIS_IMAGE_TAG)
+    assert attrs["Config"]["Labels"][baseimage.HASH_LABEL] == baseimage.tarball_sha256("redis")
+    assert "6379/tcp" in attrs["Config"]["ExposedPorts"]
+    output = docker_session.client.containers.run(
+        baseimage.REDIS_IMAGE_TAG,
+        ["id", "-u"],
+        remove=True,
+        network_mode="none",
+        labels=docker_session.labels,
+    )
+    assert output.decode().strip() not in ("", "0")
+
+
+def test_a_second_import_is_skipped(docker_session: DockerSession) -> None:
+    before = docker_session.client.api.inspect_image(baseimage.BASE_IMAGE_TAG)["Id"]
+    baseimage.import_base_images(docker_session.client)
+    assert docker_session.client.api.inspect_image(baseimage.BASE_IMAGE_TAG)["Id"] == before
+
+
+def test_a_second_build_comes_from_the_cache(
+    docker_session: DockerSession, built_images: dict[str, images.BuiltImage]
+) -> None:
+    again = images.build(
+        docker_session.client,
+        ["rng"],
+        docker_session.registry,
+        docker_session.namespace,
+        docker_session.tag,
+        base=images.BASE_OFFLINE,
+    )
+    assert again[0].image_id == built_images["rng"].image_id

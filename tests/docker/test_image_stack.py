@@ -1,0 +1,88 @@
+"""The five containers on one user-defined network, as the tutorial runs them before
+Swarm: every container non-root, the four services healthy, `hashes` rising in /json."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from docker_support import DockerSession
+from dockercoins import baseimage, images
+from support import free_port, wait_for
+
+
+def _run(
+    session: DockerSession,
+    network: Any,
+    image: str,
+    alias: str,
+    ports: dict[str, tuple[str, int]] | None = None,
+) -> Any:
+    client = session.client
+    return client.containers.run(
+        image,
+        detach=True,
+        name=f"{network.name}-{alias}",
+        network=network.name,
+        networking_config={network.name: client.api.create_endpoint_config(aliases=[alias])},
+        ports=ports or {},
+        labels=session.labels,
+    )
+
+
+def _health(container: Any) -> str:
+    container.reload()
+    return str(container.attrs["State"].get("Health", {}).get("Status", "none"))
+
+
+def _pid1_uid(container: Any) -> int:
+    status = container.exec_run(["cat", "/proc/1/status"]).output.decode()
+    line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+    return int(line.split()[1])
+
+
+def test_five_containers_mine_coins(
+    docker_session: DockerSession,
+    built_images: dict[str, images.BuiltImage],
+    make_network: Callable[[], Any],
+) -> None:
+    network = make_network()
+    web_port = free_port()
+    containers = {
+        "redis": _run(docker_session, network, baseimage.REDIS_IMAGE_TAG, "redis"),
+        "rng": _run(docker_session, network, built_images["rng"].ref, "rng"),
+        "hasher": _run(docker_session, network, built_images["hasher"].ref, "hasher"),
+        "webui": _run(
+            docker_session,
+            network,
+            built_images["webui"].ref,
+            "webui",
+            ports={"80/tcp": ("127.0.0.1", web_port)},
+        ),
+        "worker": _run(docker_session, network, built_images["worker"].ref, "worker"),
+    }
+    try:
+        for name in ("rng", "hasher", "webui", "worker"):
+            wait_for(lambda name=name: _health(containers[name]) == "healthy", timeout=90)
+        for name, container in containers.items():
+            container.reload()
+            assert container.status == "running", name
+            assert _pid1_uid(container) != 0, f"{name} runs as root"
+
+        def hashes() -> int:
+            answer = httpx.get(f"http://127.0.0.1:{web_port}/json", timeout=3)
+            answer.raise_for_status()
+            body = answer.json()
+            assert set(body) == {"coins", "hashes", "now"}
+            return int(body["hashes"])
+
+        wait_for(lambda: hashes() > 0, timeout=60, interval=0.5)
+        first = hashes()
+        time.sleep(0.1)
+        wait_for(lambda: hashes() > first, timeout=30, interval=0.5)
+    except BaseException:
+        for name, container in containers.items():
+            print(f"--- {name} logs ---\n{container.logs(tail=30).decode(errors='replace')}")
+        raise

@@ -1,0 +1,29 @@
+"""The Docker tier's session record (tests/docker/conftest.py makes it; tests read it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TEST_LABEL = "org.dockercoins.test-session"
+
+
+@dataclass
+class DockerSession:
+    """The daemon the tier runs on, and what the tier made there."""
+
+    base_url: str
+    client: Any
+    session_id: str
+    namespace: str
+    tag: str
+    registry: str  # 127.0.0.1:<port reserved for the test registry>
+    own_daemon: bool
+    extra_refs: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {TEST_LABEL: self.session_id}
+
+    def ref(self, service: str) -> str:
+        return f"{self.registry}/{self.namespace}/{service}:{self.tag}"
