@@ -156,12 +156,15 @@ class Stack:
         self._wait(child, lambda: _tcp_open(port))
         return child
 
-    def start_service(self, name: str, port: int, env: dict[str, str]) -> Child:
+    def start_service(
+        self, name: str, port: int, env: dict[str, str], label: str | None = None
+    ) -> Child:
         """services/<name>/<name>.py with HOST=127.0.0.1, PORT=port and `env`; waits for
-        `GET /` to answer 200 (not for the worker, which serves nothing)."""
+        `GET /` to answer 200 (not for the worker, which serves nothing). `label` names
+        the child and its log file (default: `name`)."""
         full_env = {**os.environ, "HOST": LOOPBACK, "PORT": str(port), **env}
         argv = [sys.executable, f"{name}.py"]
-        child = self._spawn(name, argv, port, SERVICES_DIR / name, full_env)
+        child = self._spawn(label or name, argv, port, SERVICES_DIR / name, full_env)
         if name != "worker":
             self._wait(child, lambda: _http_ok(f"http://{LOOPBACK}:{port}/"))
         return child
