@@ -60,11 +60,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="remove the lab: daemons, namespaces, links, bridge, rule, mounts, registry",
         description="Tear the lab down and leave nothing running: daemons (by pid), "
         "namespaces, veths, the bridge, the iptables rule, the mounts under the data roots, "
-        "the registry and the forwarder. The nodes' data roots (their images) are kept so "
-        "the next `lab up` is fast; --purge deletes them too.",
+        "the registry and the forwarder. The nodes' data roots (their images) and the "
+        "registry's storage are kept so the next `lab up` is fast; --purge deletes them too.",
     )
     down.add_argument(
-        "--purge", action="store_true", help="also delete the nodes' data roots (images)"
+        "--purge", action="store_true", help="also delete the nodes' data roots (images) and the registry's storage"
     )
     down.set_defaults(func=_down)
 

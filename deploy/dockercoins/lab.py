@@ -13,8 +13,6 @@ import contextlib
 import fcntl
 import shutil
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,20 +141,15 @@ def _ensure_node(index: int) -> None:
 
 
 def _ensure_registry() -> None:
-    try:
-        from dockercoins import registry  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        ui.info("warning: dockercoins.registry is not available yet: no lab registry")
-        return
+    from dockercoins import registry
+
     registry.up(registry_address(), lab_dir() / "registry")
 
 
-def registry_answers(timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{registry_address()}/v2/", timeout=timeout) as reply:
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+def registry_answers() -> bool:
+    from dockercoins import registry
+
+    return registry.answers(registry_address())
 
 
 def _ensure_images(count: int) -> None:
@@ -336,8 +329,8 @@ def _swarm_view(manager: NodeDirs) -> dict[str, tuple[str, str]]:
 
 
 def down(purge: bool = False) -> None:
-    """Remove everything `up` made. Node data roots (images) are kept for a fast next `up`
-    unless `purge`; the swarm state in them is always removed."""
+    """Remove everything `up` made. Node data roots (images) and the registry's storage are
+    kept for a fast next `up` unless `purge`; the swarm state is always removed."""
     require_root()
     with _locked():
         with ui.step("web UI forwarder"):
@@ -347,6 +340,8 @@ def down(purge: bool = False) -> None:
                 _remove_node(index, purge)
         with ui.step("registry"):
             _registry_down()
+            if purge:
+                shutil.rmtree(lab_dir() / "registry", ignore_errors=True)
         with ui.step(f"bridge {labnet.BRIDGE} and its FORWARD rule"):
             labnet.remove_forward_rule()
             labnet.delete_bridge()
@@ -373,8 +368,6 @@ def _remove_node(index: int, purge: bool) -> None:
 
 
 def _registry_down() -> None:
-    try:
-        from dockercoins import registry  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return
+    from dockercoins import registry
+
     registry.down(lab_dir() / "registry")
