@@ -64,7 +64,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "registry's storage are kept so the next `lab up` is fast; --purge deletes them too.",
     )
     down.add_argument(
-        "--purge", action="store_true", help="also delete the nodes' data roots (images) and the registry's storage"
+        "--purge",
+        action="store_true",
+        help="also delete the nodes' data roots (images) and the registry's storage",
     )
     down.set_defaults(func=_down)
 
