@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,6 +69,23 @@ def test_json_is_503_while_redis_is_away_and_recovers(
     assert logs.count("redis unreachable") == 1, logs  # one line per event, not per request
     assert "redis reachable again" in logs
     assert "Traceback" not in logs
+
+
+def test_json_is_503_while_redis_hangs(
+    start_service: StartService, redis_server: RedisServer
+) -> None:
+    """A Redis that accepts but never answers (SIGSTOP) must not hang /json."""
+    webui = start_service("webui", REDIS_URL=redis_server.url, REDIS_TIMEOUT="0.3")
+    assert httpx.get(webui.url + "/json", timeout=5).status_code == 200
+    assert redis_server.proc is not None
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        answer = httpx.get(webui.url + "/json", timeout=10)
+        assert answer.status_code == 503
+        assert "redis unavailable" in answer.json()["error"]
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: httpx.get(webui.url + "/json", timeout=5).status_code == 200)
 
 
 def test_json_is_503_when_redis_was_never_there(start_service: StartService) -> None:
