@@ -9,7 +9,6 @@ root, exec root, pidfile, socket and log in <state>/lab/nodeN/.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,15 +132,7 @@ def start(node: NodeDirs, insecure_registry: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
     node.socket.unlink(missing_ok=True)
     node.pidfile.unlink(missing_ok=True)
-    with node.log.open("ab") as log:
-        proc = subprocess.Popen(
-            dockerd_command(node, insecure_registry),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd="/",
-        )
+    proc = processes.spawn_detached(dockerd_command(node, insecure_registry), node.log)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:

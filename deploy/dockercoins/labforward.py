@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,6 +49,16 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _port_free_within(port: int, timeout: float) -> bool:
+    """Free now, or within `timeout` s (the forwarder we just stopped lets go of it)."""
+    deadline = time.monotonic() + timeout
+    while not _port_free(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _accepts(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
@@ -65,22 +74,14 @@ def start(port: int, targets: list[str], timeout: float = 10.0) -> bool:
         if processes.cmdline(pid)[1:] == wanted[1:]:
             return True
         stop()
-    if not _port_free(port):
+    if not _port_free_within(port, 3.0 if pid is not None else 0.0):
         ui.info(
             f"warning: {LISTEN_HOST}:{port} is already taken by another program: the web UI "
             f"forwarder is not started (choose another port with --forward-port)"
         )
         return False
     pidfile().unlink(missing_ok=True)
-    with logfile().open("ab") as log:
-        proc = subprocess.Popen(
-            wanted,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd="/",
-        )
+    proc = processes.spawn_detached(wanted, logfile())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

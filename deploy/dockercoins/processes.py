@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -101,3 +102,16 @@ def stop(pids: Iterable[int], timeout: float) -> None:
     if left:
         signal_all(left, signal.SIGKILL)
         wait_gone(left, 10.0)
+
+
+def spawn_detached(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `command` in its own session (it outlives us), output appended to `log`."""
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd="/",
+        )

@@ -118,13 +118,17 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_forwarder_process_starts_forwards_and_stops(state_dir: Path, echo_port: int) -> None:
     port = free_port()
+    targets = [f"{LOOPBACK}:{free_port()}", f"{LOOPBACK}:{echo_port}"]
     try:
-        assert labforward.start(port, [f"{LOOPBACK}:{free_port()}", f"{LOOPBACK}:{echo_port}"])
+        assert labforward.start(port, targets)
         pid = labforward.running_pid()
         assert pid is not None
         assert asyncio.run(_through(port, b"via process")) == b"echo:via process"
-        # same port and targets: the running forwarder is kept
-        assert labforward.start(port, [f"{LOOPBACK}:{free_port()}", f"{LOOPBACK}:{echo_port}"])
+        assert labforward.start(port, targets)  # same port and targets: kept as it is
+        assert labforward.running_pid() == pid
+        assert labforward.start(port, targets[1:])  # other targets: started again
+        assert labforward.running_pid() not in (None, pid)
+        assert asyncio.run(_through(port, b"again")) == b"echo:again"
     finally:
         labforward.stop()
     assert labforward.running_pid() is None
