@@ -95,6 +95,8 @@ class WorkerRun:
     rng_p99_ms: float
     hasher_mean_ms: float
     hasher_p99_ms: float
+    cpu_percent: float
+    cpu_us_per_loop: float
     loops_total: int
     redis_hashes: int
 
@@ -156,6 +158,8 @@ def _run_worker(
         rng_p99_ms=float(summary["rng"]["p99_ms"]),
         hasher_mean_ms=float(summary["hasher"]["mean_ms"]),
         hasher_p99_ms=float(summary["hasher"]["p99_ms"]),
+        cpu_percent=float(summary["cpu_percent"]),
+        cpu_us_per_loop=float(summary["cpu_us_per_loop"]),
         loops_total=int(stopped[-1]),
         redis_hashes=_read_hashes(redis_port) - before,
     )
@@ -166,8 +170,22 @@ def _run_worker(
 LoopBody = Callable[[], Awaitable[None]]
 
 
-async def _drive(body: LoopBody, concurrency: int, warmup: float, duration: float) -> float:
-    """Run `body` in `concurrency` tasks; loops per second over the measured window."""
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True)
+class ClientRate:
+    loops_per_second: float
+    cpu_us_per_loop: float
+
+
+async def _drive(body: LoopBody, concurrency: int, warmup: float, duration: float) -> ClientRate:
+    """Run `body` in `concurrency` tasks; loops per second over the measured window and
+    the CPU time this process spent per loop."""
     counted = 0
     measuring = False
     stop = False
@@ -182,18 +200,18 @@ async def _drive(body: LoopBody, concurrency: int, warmup: float, duration: floa
     tasks = [asyncio.create_task(one()) for _ in range(concurrency)]
     await asyncio.sleep(warmup)
     measuring = True
-    started = time.monotonic()
+    started, cpu = time.monotonic(), _cpu_seconds()
     await asyncio.sleep(duration)
     measuring = False
-    elapsed = time.monotonic() - started
+    elapsed, cpu = time.monotonic() - started, _cpu_seconds() - cpu
     stop = True
     await asyncio.gather(*tasks, return_exceptions=True)
-    return counted / max(elapsed, 1e-9)
+    return ClientRate(counted / max(elapsed, 1e-9), 1e6 * cpu / max(counted, 1))
 
 
 async def _httpx_rate(
     urls: dict[str, str], concurrency: int, warmup: float, duration: float
-) -> float:
+) -> ClientRate:
     import httpx
 
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
@@ -208,7 +226,7 @@ async def _httpx_rate(
 
 async def _aiohttp_rate(
     urls: dict[str, str], concurrency: int, warmup: float, duration: float
-) -> float:
+) -> ClientRate:
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=0)
@@ -224,7 +242,7 @@ async def _aiohttp_rate(
         return await _drive(body, concurrency, warmup, duration)
 
 
-def _run_async(coroutine: Awaitable[float]) -> float:
+def _run_async(coroutine: Awaitable[ClientRate]) -> ClientRate:
     try:
         import uvloop
 
@@ -241,8 +259,8 @@ def _run_async(coroutine: Awaitable[float]) -> float:
 def _worker_table(runs: list[WorkerRun]) -> list[str]:
     lines = [
         "| worker concurrency | hashes/s | rng mean ms | rng p99 ms | hasher mean ms "
-        "| hasher p99 ms | loops = Redis hashes |",
-        "|---:|---:|---:|---:|---:|---:|:---:|",
+        "| hasher p99 ms | worker CPU % | worker CPU µs/loop | loops = Redis hashes |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for run in runs:
         same = (
@@ -253,16 +271,19 @@ def _worker_table(runs: list[WorkerRun]) -> list[str]:
         lines.append(
             f"| {run.concurrency} | {run.hashes_per_second:,.0f} | {run.rng_mean_ms:.2f} "
             f"| {run.rng_p99_ms:.2f} | {run.hasher_mean_ms:.2f} | {run.hasher_p99_ms:.2f} "
-            f"| {same} |"
+            f"| {run.cpu_percent:.0f} | {run.cpu_us_per_loop:.0f} | {same} |"
         )
     return lines
 
 
-def _client_table(concurrencies: list[int], rows: dict[str, dict[int, float]]) -> list[str]:
+def _client_table(concurrencies: list[int], rows: dict[str, dict[int, ClientRate]]) -> list[str]:
     header = "| client | " + " | ".join(f"conc {c}" for c in concurrencies) + " |"
     lines = [header, "|---|" + "---:|" * len(concurrencies)]
     for name, rates in rows.items():
-        cells = " | ".join(f"{rates[c]:,.0f}" for c in concurrencies)
+        cells = " | ".join(
+            f"{rates[c].loops_per_second:,.0f} ({rates[c].cpu_us_per_loop:.0f} µs)"
+            for c in concurrencies
+        )
         lines.append(f"| {name} | {cells} |")
     return lines
 
@@ -275,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="dockercoins-bench-"))
     stack = Stack(workdir, log_to_files=True)
     runs: list[WorkerRun] = []
-    clients: dict[str, dict[int, float]] = {}
+    clients: dict[str, dict[int, ClientRate]] = {}
     try:
         with ui.step("starting redis-server, rng and hasher (delays 0)"):
             redis_port = free_port()
@@ -324,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
                     "warmup": args.warmup,
                     "worker": [run.__dict__ for run in runs],
                     "clients": {
-                        name: {str(c): r for c, r in rates.items()}
+                        name: {str(c): r.__dict__ for c, r in rates.items()}
                         for name, rates in clients.items()
                     },
                 },
@@ -341,12 +362,13 @@ def run(args: argparse.Namespace) -> int:
         ui.result(line)
     if clients:
         worker_row = {
-            "the worker (aiohttp, rotation, Redis)": {
-                run.concurrency: run.hashes_per_second for run in runs
+            "the worker (aiohttp, rotation, Redis; own process)": {
+                run.concurrency: ClientRate(run.hashes_per_second, run.cpu_us_per_loop)
+                for run in runs
             }
         }
         ui.result("")
-        ui.result("GET rng then POST hasher, loops/s:")
+        ui.result("GET rng then POST hasher, loops/s (client CPU per loop):")
         ui.result("")
         for line in _client_table(concurrencies, {**worker_row, **clients}):
             ui.result(line)

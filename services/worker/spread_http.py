@@ -114,11 +114,13 @@ class AddressBook:
     addresses: list[str] = field(default_factory=list)
     down: set[str] = field(default_factory=set)
     urls: dict[str, URL] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
     _resolved_at: float | None = None
     _turn: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
+        self.headers = {"Host": self.target.host_header}
         if _is_ip(self.target.host):
             self._set([self.target.host])
             self.ttl = float("inf")
@@ -129,16 +131,17 @@ class AddressBook:
         self.urls = {address: self.target.url_for(address) for address in self.addresses}
         self.down.clear()
 
-    def _fresh(self) -> bool:
+    def fresh(self) -> bool:
+        """True while the cached address list may be used without resolving again."""
         return self._resolved_at is not None and self.clock() - self._resolved_at < self.ttl
 
     async def refresh(self) -> None:
         """Resolve again if the cached list is older than `ttl`; RequestFailed if the name
         does not resolve."""
-        if self._fresh():
+        if self.fresh():
             return
         async with self._lock:
-            if self._fresh():
+            if self.fresh():
                 return
             try:
                 addresses = await self.resolve(self.target.host, self.target.port)
@@ -229,9 +232,10 @@ class SpreadingClient:
 
     async def request(self, method: str, target: Target, data: bytes | None = None) -> bytes:
         """The body of a 200 answer from one of the target's addresses, or RequestFailed."""
-        book = self.book(target)
-        await book.refresh()
-        headers = {"Host": target.host_header}
+        book = self._books.get(target) or self.book(target)
+        if not book.fresh():
+            await book.refresh()
+        headers = book.headers
         attempts = len(book.addresses)
         for attempt in range(attempts):
             address = book.next_address()

@@ -47,6 +47,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import signal
 import string
 import sys
@@ -218,11 +219,18 @@ class Ledger:
             self.owed_coins.pop(digest, None)
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 @dataclass
 class Latencies:
-    """Request latencies for the benchmark (WORKER_STATS=1), in seconds."""
+    """Request latencies for the benchmark (WORKER_STATS=1), in seconds, and the CPU time
+    this process used meanwhile."""
 
     since: float
+    cpu_since: float = field(default_factory=_cpu_seconds)
     rng: list[float] = field(default_factory=list)
     hasher: list[float] = field(default_factory=list)
     loops: int = 0
@@ -240,10 +248,13 @@ class Latencies:
             }
 
         seconds = max(time.monotonic() - self.since, 1e-9)
+        cpu = _cpu_seconds() - self.cpu_since
         return {
             "loops": self.loops,
             "seconds": round(seconds, 3),
             "hashes_per_second": round(self.loops / seconds, 1),
+            "cpu_percent": round(100 * cpu / seconds, 1),
+            "cpu_us_per_loop": round(1e6 * cpu / max(self.loops, 1), 1),
             "rng": describe(self.rng),
             "hasher": describe(self.hasher),
         }
