@@ -117,8 +117,12 @@ def _mirrors_in(text: str) -> Iterator[str]:
             yield uri.rstrip("/")
 
 
+# bump when what goes into the tarball changes: a new name makes a new tarball
+LAYOUT_VERSION = 2
+
+
 def tarball_path(kind: Kind) -> Path:
-    return base_dir() / f"{kind}-{SUITE}.tar"
+    return base_dir() / f"{kind}-{SUITE}-v{LAYOUT_VERSION}.tar"
 
 
 @contextmanager
@@ -176,9 +180,8 @@ def _make_tarball(kind: Kind, tarball: Path) -> None:
             ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(partial), "."],
             check=True,
         )
-        digest = _sha256(partial)
+        tarball.with_suffix(".sha256").write_text(_sha256(partial) + "\n")
         partial.rename(tarball)
-        tarball.with_suffix(".sha256").write_text(digest + "\n")
         ui.info(f"    {tarball.name}: {tarball.stat().st_size / 1e6:.0f} MB")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -189,7 +192,8 @@ def _trim(rootfs: Path) -> None:
         target = rootfs / relative
         if target.is_dir():
             shutil.rmtree(target)
-            target.mkdir(mode=0o1777 if relative.endswith("tmp") else 0o755)
+            target.mkdir()
+            target.chmod(0o1777 if relative.endswith("tmp") else 0o755)
     # keep apt usable (`apt-get update` recreates what it needs)
     (rootfs / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
     (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)

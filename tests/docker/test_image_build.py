@@ -35,14 +35,14 @@ def test_images_hold_no_pip_and_no_wheels(
     docker_session: DockerSession, built_images: dict[str, images.BuiltImage]
 ) -> None:
     script = (
-        "import importlib.util, os, sys; "
+        "import importlib.util, os, sys; print(os.getuid()); "
         "sys.exit(1 if importlib.util.find_spec('pip') or os.path.exists('/app/wheels') "
         "or os.path.exists('/opt/venv/bin/pip') else 0)"
     )
     for built in built_images.values():
         output = docker_session.client.containers.run(
             built.ref,
-            ["/opt/venv/bin/python", "-c", script + "; print(os.getuid())"],
+            ["/opt/venv/bin/python", "-c", script],
             remove=True,
             network_mode="none",
             labels=docker_session.labels,

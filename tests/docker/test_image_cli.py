@@ -36,7 +36,7 @@ def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
         (("push", "nope"), "unknown service 'nope'"),
         (("build", "--registry", "http://127.0.0.1:5000"), "malformed registry"),
         (("push", "--registry", "127.0.0.1:99999"), "malformed registry"),
-        (("ship", "--tag", "-bad"), "malformed tag"),
+        (("ship", "--tag=.bad"), "malformed tag"),
         (("push", "--tag", "a b"), "malformed tag"),
         (("build", "--namespace", "Upper"), "malformed namespace"),
     ],
