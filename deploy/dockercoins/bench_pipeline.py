@@ -215,7 +215,7 @@ async def _httpx_rate(
     import httpx
 
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=10, trust_env=False) as client:
 
         async def body() -> None:
             data = (await client.get(urls["rng"])).content

@@ -209,14 +209,21 @@ class Ledger:
         if hashes == 0 and not coins:
             return
         async with db.pipeline(transaction=True) as pipe:
+            pipe.incrby("hashes", hashes)
             if coins:
                 mapping: dict[Any, Any] = coins  # redis-py's key type is invariant
                 pipe.hset("wallet", mapping=mapping)
-            pipe.incrby("hashes", hashes)
-            await pipe.execute()
+            # Inside MULTI/EXEC one command can fail (e.g. WRONGTYPE) while the others are
+            # applied: settle each part on its own result, so nothing is counted twice.
+            results = await pipe.execute(raise_on_error=False)
+        if isinstance(results[0], Exception):
+            raise results[0]
         self.owed_hashes -= hashes
-        for digest in coins:
-            self.owed_coins.pop(digest, None)
+        if coins:
+            if isinstance(results[1], Exception):
+                raise results[1]
+            for digest in coins:
+                self.owed_coins.pop(digest, None)
 
 
 def _cpu_seconds() -> float:

@@ -176,3 +176,24 @@ def test_worker_recovers_from_rng_and_hasher_outages(
     assert int(back[0]) > 1  # many attempts, one line
     assert owed_hashes == 0
     assert hashes(redis_server) == loops
+
+
+def test_a_wallet_of_the_wrong_type_neither_loses_nor_double_counts(
+    start_service: StartService, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Inside MULTI/EXEC, HSET on a non-hash fails while INCRBY is applied: the worker must
+    settle the two separately, keep the coins until the wallet can take them, and never
+    add the same hashes twice."""
+    db = db_of(redis_server)
+    db.set("wallet", "not a hash")
+    rng, hasher = backends(start_service)
+    worker = start_worker(start_service, rng, hasher, redis_server, tmp_path)
+    wait_for(lambda: "redis failing" in worker.logs() and "WRONGTYPE" in worker.logs())
+    wait_for(lambda: hashes(redis_server) > 0)
+    db.delete("wallet")
+    wait_for(lambda: "redis is back" in worker.logs())
+    loops, coins, owed_hashes, owed_coins = stop_worker(worker)
+    assert (owed_hashes, owed_coins) == (0, 0)
+    assert hashes(redis_server) == loops
+    assert db.hlen("wallet") == coins
+    assert count(worker.logs(), "redis failing") == 1
