@@ -1,7 +1,8 @@
 """The lab tier's shared fixture: one real 3-node lab for the whole session.
 
 `lab` brings the lab up once (`dockercoins lab up --nodes 3`, the real CLI) and tears it
-down in a finally (`dockercoins lab down`), even when tests fail. Tests marked
+down in a finally (`dockercoins lab down`), even when tests fail (a developer may keep
+it with DOCKERCOINS_LAB_KEEP=1, which also skips the disruptive tests). Tests marked
 `lab_disruptive` (they kill daemons or tear the lab down) are moved to the end of the
 session, in their file order, so they never pull the lab from under other tests.
 """
@@ -36,6 +37,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if here in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.lab)
     items.sort(key=lambda item: item.get_closest_marker(DISRUPTIVE) is not None)
+    if os.environ.get("DOCKERCOINS_LAB_KEEP") == "1":
+        keep = pytest.mark.skip(reason="DOCKERCOINS_LAB_KEEP=1: the lab is kept as it is")
+        for item in items:
+            if item.get_closest_marker(DISRUPTIVE):
+                item.add_marker(keep)
 
 
 def lab_cli(*args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess[str]:
@@ -68,6 +74,7 @@ def lab() -> Iterator[LabState]:
         assert state is not None, "lab up did not record the lab"
         yield state
     finally:
-        down = lab_cli("down", timeout=DOWN_TIMEOUT)
-        if down.returncode != 0:
-            print(f"`dockercoins lab down` failed:\n{down.stderr[-3000:]}", file=sys.stderr)
+        if os.environ.get("DOCKERCOINS_LAB_KEEP") != "1":  # a developer's choice, never CI's
+            down = lab_cli("down", timeout=DOWN_TIMEOUT)
+            if down.returncode != 0:
+                print(f"`dockercoins lab down` failed:\n{down.stderr[-3000:]}", file=sys.stderr)
