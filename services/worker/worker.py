@@ -56,6 +56,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -267,6 +268,16 @@ class Latencies:
         }
 
 
+def redacted(url: str) -> str:
+    """`url` with any password replaced by ***, fit for a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
 def valid_digest(text: str) -> bool:
     return len(text) == 64 and HEX_DIGITS.issuperset(text)
 
@@ -290,6 +301,7 @@ class Worker:
         self.ledger = Ledger()
         self.outages = {kind: Outage(kind, settings.backoff_max) for kind in ("rng", "hasher")}
         self.redis_outage = Outage("redis", settings.backoff_max)
+        self.unexpected = Outage("mining loop (unexpected error)", settings.backoff_max)
         self.stop = asyncio.Event()
         self.loops_stopped = asyncio.Event()
         self.started = time.monotonic()
@@ -319,27 +331,38 @@ class Worker:
         while not self.stop.is_set():
             if delay > 0:
                 await asyncio.sleep(delay)
-            stats = self._measure()
-            t0 = time.perf_counter()
             try:
-                data = await self._call("rng", "GET", self.rng, None)
-            except RequestFailed as error:
-                await asyncio.sleep(self.outages["rng"].failed(error))
-                continue
-            self.outages["rng"].succeeded()
-            t1 = time.perf_counter()
-            try:
-                digest = (await self._call("hasher", "POST", self.hasher, data)).decode()
-            except RequestFailed as error:
-                await asyncio.sleep(self.outages["hasher"].failed(error))
-                continue
-            self.outages["hasher"].succeeded()
-            self.ledger.record(digest, data)
-            if stats is not None:
-                t2 = time.perf_counter()
-                stats.rng.append(t1 - t0)
-                stats.hasher.append(t2 - t1)
-                stats.loops += 1
+                await self.mine_once()
+            except Exception as error:  # a bug must not end the loop: log it, back off
+                log.debug("unexpected error", exc_info=True)
+                await asyncio.sleep(self.unexpected.failed(f"{type(error).__name__}: {error}"))
+            else:
+                self.unexpected.succeeded()
+
+    async def mine_once(self) -> None:
+        """GET rng, POST hasher, record the loop; a failure is logged per kind, then slept
+        off with back-off."""
+        stats = self._measure()
+        t0 = time.perf_counter()
+        try:
+            data = await self._call("rng", "GET", self.rng, None)
+        except RequestFailed as error:
+            await asyncio.sleep(self.outages["rng"].failed(error))
+            return
+        self.outages["rng"].succeeded()
+        t1 = time.perf_counter()
+        try:
+            digest = (await self._call("hasher", "POST", self.hasher, data)).decode()
+        except RequestFailed as error:
+            await asyncio.sleep(self.outages["hasher"].failed(error))
+            return
+        self.outages["hasher"].succeeded()
+        self.ledger.record(digest, data)
+        if stats is not None:
+            t2 = time.perf_counter()
+            stats.rng.append(t1 - t0)
+            stats.hasher.append(t2 - t1)
+            stats.loops += 1
 
     async def flush_once(self) -> bool:
         """Write what is owed; False (and the outage logged once) when Redis fails."""
@@ -388,7 +411,7 @@ class Worker:
             "mining: rng %s, hasher %s, redis %s, %d loop(s), delay %.3f s",
             settings.rng_url,
             settings.hasher_url,
-            settings.redis_url,
+            redacted(settings.redis_url),
             settings.concurrency,
             settings.delay,
         )
@@ -415,7 +438,7 @@ class Worker:
             log.info("stats %s", json.dumps(self.latencies.summary()))
         for closing in (self.client.close(), self.db.aclose()):
             with contextlib.suppress(TimeoutError, RedisError, OSError):
-                await asyncio.wait_for(closing, timeout=0.3)
+                await asyncio.wait_for(closing, timeout=0.2)
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:

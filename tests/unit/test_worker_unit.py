@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from spread_http import AddressBook, RequestFailed, Resolver, SpreadingClient, Target
 from support import free_port
-from worker import Ledger, Outage, Settings, valid_digest
+from worker import Ledger, Outage, Settings, redacted, valid_digest
 
 
 class FakeClock:
@@ -317,3 +317,9 @@ def test_valid_digest() -> None:
     assert not valid_digest("0" * 63)
     assert not valid_digest("G" * 64)
     assert not valid_digest("<html>" + "0" * 58)
+
+
+def test_redis_password_is_not_logged() -> None:
+    assert redacted("redis://:s3cret@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert redacted("redis://me:s3cret@redis/0") == "redis://me:***@redis/0"
+    assert redacted("redis://redis:6379/0") == "redis://redis:6379/0"
