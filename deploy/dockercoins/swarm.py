@@ -147,11 +147,22 @@ def tasks_of(client: Any, services: dict[str, Spec]) -> dict[str, list[Spec]]:
     return result
 
 
-def _running(task: Spec, ready: set[str]) -> bool:
+def _container_key(template: Spec) -> tuple[str, list[str]]:
+    container = template.get("ContainerSpec", {})
+    return str(container.get("Image", "")), sorted(container.get("Env") or [])
+
+
+def _running(task: Spec, ready: set[str], service_spec: Spec | None = None) -> bool:
+    """A task that runs, on a ready node, and (given the service's spec) runs its current
+    image and settings: right after an update the old task is still running."""
+    current = service_spec is None or _container_key(task.get("Spec", {})) == _container_key(
+        service_spec.get("TaskTemplate", {})
+    )
     return (
         task.get("DesiredState") == "running"
         and task.get("Status", {}).get("State") == "running"
         and task.get("NodeID") in ready
+        and current
     )
 
 
@@ -184,7 +195,7 @@ def progress(
             continue
         replicas = replicas_of(raw["Spec"])
         desired = schedulable if replicas is None else replicas
-        running = sum(1 for task in tasks.get(name, []) if _running(task, ready))
+        running = sum(1 for task in tasks.get(name, []) if _running(task, ready, raw["Spec"]))
         update_state = (raw.get("UpdateStatus") or {}).get("State", "")
         result.append(
             Progress(name, running, desired, update_state in ("updating", "rollback_started"))

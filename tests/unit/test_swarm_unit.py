@@ -224,11 +224,23 @@ def _service(name: str, spec: dict[str, Any], update: str | None = None) -> dict
     return raw
 
 
-def _task(node: str, state: str, desired: str = "running", err: str = "", ts: str = "1") -> Any:
+def _task(
+    node: str,
+    state: str,
+    desired: str = "running",
+    *,
+    err: str = "",
+    ts: str = "1",
+    image: str = "10.9.0.1:5000/dockercoins/rng:v1",
+) -> Any:
     status: dict[str, Any] = {"State": state, "Timestamp": ts}
     if err:
         status["Err"] = err
-    return {"NodeID": node, "DesiredState": desired, "Status": status}
+    spec = {"ContainerSpec": {"Image": image}}
+    return {"NodeID": node, "DesiredState": desired, "Status": status, "Spec": spec}
+
+
+WORKER_IMAGE = "10.9.0.1:5000/dockercoins/worker:v1"
 
 
 def test_progress_counts_running_tasks_on_ready_nodes() -> None:
@@ -237,9 +249,9 @@ def test_progress_counts_running_tasks_on_ready_nodes() -> None:
     tasks = {
         "rng": [_task("n1", "running"), _task("n2", "running"), _task("n3", "running")],
         "worker": [
-            _task("n1", "running"),
-            _task("n2", "preparing"),
-            _task("n1", "running", desired="shutdown"),
+            _task("n1", "running", image=WORKER_IMAGE),
+            _task("n2", "preparing", image=WORKER_IMAGE),
+            _task("n1", "running", desired="shutdown", image=WORKER_IMAGE),
         ],
     }
     states = progress({"rng": rng, "worker": worker}, tasks, NODES)
@@ -251,16 +263,26 @@ def test_progress_counts_running_tasks_on_ready_nodes() -> None:
 
 
 def test_progress_waits_for_rolling_update() -> None:
+    hasher_image = "10.9.0.1:5000/dockercoins/hasher:v1"
     hasher = _service("hasher", service_spec("hasher", IMAGES, NO_IPVS, "n"), "updating")
-    [state] = progress({"hasher": hasher}, {"hasher": [_task("n1", "running")]}, NODES)
+    tasks = {"hasher": [_task("n1", "running", image=hasher_image)]}
+    [state] = progress({"hasher": hasher}, tasks, NODES)
     assert not state.done
     assert str(state) == "hasher 1/1 (updating)"
 
 
+def test_progress_does_not_count_tasks_of_the_previous_spec() -> None:
+    # just after an update, before the swarm reports it as updating: the old task runs
+    worker = _service("worker", service_spec("worker", IMAGES, NO_IPVS, "n"))
+    old = _task("n1", "running", image="10.9.0.1:5000/dockercoins/worker:v0")
+    [state] = progress({"worker": worker}, {"worker": [old]}, NODES)
+    assert state == Progress("worker", 0, 1, False)
+
+
 def test_describe_stuck_names_latest_errors() -> None:
     tasks = [
-        _task("n2", "rejected", "shutdown", "No such image: r/ns/rng:v1", ts="2"),
-        _task("n1", "rejected", "shutdown", "No such image: r/ns/rng:v1", ts="1"),
+        _task("n2", "rejected", "shutdown", err="No such image: r/ns/rng:v1", ts="2"),
+        _task("n1", "rejected", "shutdown", err="No such image: r/ns/rng:v1", ts="1"),
         _task("n1", "preparing", ts="3"),
         _task("n2", "running", ts="4"),
     ]
@@ -277,7 +299,11 @@ def test_status_lines_show_services_and_tasks_per_node() -> None:
     }
     tasks = {
         "rng": [_task("n1", "running"), _task("n2", "running")],
-        "worker": [_task("n1", "running"), _task("n2", "running"), _task("n2", "running")],
+        "worker": [
+            _task("n1", "running", image=WORKER_IMAGE),
+            _task("n2", "running", image=WORKER_IMAGE),
+            _task("n2", "running", image=WORKER_IMAGE),
+        ],
     }
     lines = status_lines(services, tasks, NODES)
     rows = {line.split()[0]: line.split()[1:] for line in lines if line}
