@@ -33,7 +33,7 @@ Settings (environment, read in Settings.from_env only):
                                   concurrency, so this is generous)
     WORKER_DNS_TTL          1.0   seconds an address list is reused before resolving again
     WORKER_CONN_MAX_AGE     1.0   seconds a kept-alive connection is reused at most
-    WORKER_SHUTDOWN_TIMEOUT 1.0   seconds allowed for the last write to Redis on exit
+    WORKER_SHUTDOWN_TIMEOUT 0.8   seconds allowed for the last write to Redis on exit
     WORKER_HEARTBEAT        /tmp/worker-heartbeat  (empty: no heartbeat file)
     WORKER_STATS            0     1: log request latencies at exit (for the benchmark)
     WORKER_STATS_WARMUP     0.0   seconds after start before latencies are recorded
@@ -112,7 +112,7 @@ class Settings:
     http_timeout: float = 10.0
     dns_ttl: float = 1.0
     conn_max_age: float = 1.0
-    shutdown_timeout: float = 1.0
+    shutdown_timeout: float = 0.8
     heartbeat: str = "/tmp/worker-heartbeat"
     stats: bool = False
     stats_warmup: float = 0.0

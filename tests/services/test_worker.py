@@ -197,3 +197,20 @@ def test_a_wallet_of_the_wrong_type_neither_loses_nor_double_counts(
     assert hashes(redis_server) == loops
     assert db.hlen("wallet") == coins
     assert count(worker.logs(), "redis failing") == 1
+
+
+def test_sigterm_with_redis_hung_still_exits_in_time_and_says_what_it_could_not_write(
+    start_service: StartService, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    rng, hasher = backends(start_service)
+    worker = start_worker(start_service, rng, hasher, redis_server, tmp_path)
+    wait_for(lambda: hashes(redis_server) > 0)
+    assert redis_server.proc is not None
+    redis_server.proc.send_signal(signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        served = count(rng.logs(), r'"GET /32 HTTP/1.1" 200')
+        wait_for(lambda: count(rng.logs(), r'"GET /32 HTTP/1.1" 200') >= served + 20)
+        _loops, _coins, owed_hashes, _owed_coins = stop_worker(worker)
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    assert owed_hashes > 0  # reported, not silently dropped
