@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +51,15 @@ def test_bad_input_gives_one_line(args: tuple[str, ...], expected: str) -> None:
 def test_no_daemon_gives_one_line(command: str) -> None:
     line = _one_error_line(_cli(command, DOCKER_HOST="unix:///nonexistent.sock"))
     assert "no Docker daemon answers at unix:///nonexistent.sock" in line
+
+
+def test_registry_on_a_busy_port_gives_one_line(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _cli(
+            "registry", "up", "--addr", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "r")
+        )
+    assert "the port is in use by another program" in _one_error_line(done)
+    assert not (tmp_path / "r" / "registry.pid").exists()
