@@ -146,3 +146,17 @@ def test_missing_redis_server_says_how_to_install_it(tmp_path: Path) -> None:
     assert stderr.decode().strip().splitlines() == [
         "dockercoins: error: redis-server is not installed: apt-get install redis-server"
     ]
+
+
+def test_a_child_that_dies_stops_everything_with_a_one_line_error(
+    local_run: tuple[subprocess.Popen[bytes], Path, Path, list[int]],
+) -> None:
+    proc, out, err, (webui, *_rest) = local_run
+    wait_for(lambda: f"http://{LOOPBACK}:{webui}/" in out.read_text(), timeout=60)
+    started = {name: int(pid) for name, pid in STARTED.findall(err.read_text())}
+    os.kill(started["rng"], signal.SIGKILL)
+    assert proc.wait(timeout=30) == 1
+    assert [name for name, pid in started.items() if alive(pid)] == []
+    errors = [line for line in err.read_text().splitlines() if line.startswith("dockercoins:")]
+    assert errors == ["dockercoins: error: rng exited with code -9; stopping everything"]
+    assert "Traceback" not in err.read_text()
