@@ -488,7 +488,7 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(sum(per_point))
     try:
         for index, (mode, workers) in enumerate(points, start=1):
-            label = f"run {index}/{len(points)}: rng {mode}, {workers} workers:"
+            label = f"run {index}/{len(points)}: rng {mode}, worker x{workers}:"
             bar.end_line()
             ui.info(f"{label} setting up")
             apply(client, mode, 1, workers, options.timeout)
