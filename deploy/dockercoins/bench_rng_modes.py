@@ -251,6 +251,7 @@ def apply(client: Any, mode: str, rng_replicas: int, workers: int, timeout: floa
     """rng in `mode`, worker at `workers` replicas; returns once every task runs."""
     from dockercoins import swarm
 
+    require_deployed(client)
     state = read_state(client)
     if state.rng_mode != mode or (mode == REPLICATED and state.rng_replicas != rng_replicas):
         swarm.rng_mode(mode, rng_replicas, timeout)
@@ -292,9 +293,16 @@ def restore(
     from dockercoins import swarm
 
     with interrupts_deferred():
-        if "rng" not in swarm.our_services(client, ["rng"]):
+        present = set(swarm.our_services(client, NEEDED))
+        if not present & {"redis", "hasher", "webui", "worker"}:
+            ui.info("DockerCoins was taken down while the benchmark ran: nothing to put back")
+            return
+        if "rng" not in present:
             ui.info("rng was removed in the middle of a mode switch: creating it again")
             swarm.create_service(client, original_rng)
+        if "worker" not in present:
+            ui.info("worker was removed while the benchmark ran: not putting anything back")
+            return
         if read_state(client) == original:
             return
         ui.info(f"putting the services back: {original.describe()}")
