@@ -25,7 +25,7 @@ export DOCKER_HOST
 
 "$DC" ship
 "$DC" deploy
-"$DC" status
+"$DC" status --wait 60
 
 cat <<EOF
 

@@ -106,6 +106,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         f"else the lab's node addresses). {WHERE}",
     )
     status.add_argument("--webui", default=None, metavar="URL", help="read /json from here")
+    status.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for a hash rate above zero (just after a deploy)",
+    )
     status.set_defaults(func=_status)
 
     down = subparsers.add_parser(
@@ -186,7 +193,7 @@ def _status(args: argparse.Namespace) -> int:
     from dockercoins import swarm
 
     with swarm.docker_errors():
-        return swarm.status(args.webui)
+        return swarm.status(args.webui, max(0.0, args.wait))
 
 
 def _down(args: argparse.Namespace) -> int:

@@ -523,7 +523,7 @@ def status_lines(
     return lines + table(node_rows)
 
 
-def status(webui: str | None) -> int:
+def status(webui: str | None, wait: float = 0.0) -> int:
     client = connect_manager()
     services = our_services(client)
     all_nodes = nodes(client)
@@ -533,7 +533,12 @@ def status(webui: str | None) -> int:
     if "webui" not in services:
         ui.result("hash rate: DockerCoins is not deployed (dockercoins deploy)")
         return 0
+    deadline = time.monotonic() + wait
     measured = hash_rate(webui_candidates(webui))
+    while (measured is None or measured[1] <= 0) and time.monotonic() < deadline:
+        # just deployed: the workers report about once a second, the page may be starting
+        time.sleep(1.0)
+        measured = hash_rate(webui_candidates(webui))
     if measured is None:
         tried = ", ".join(webui_candidates(webui))
         ui.result(f"hash rate: unknown (no web UI answered at {tried}; try --webui URL)")
