@@ -11,8 +11,8 @@ from dockercoins import ui
 DEFAULT_TIMEOUT = 180.0
 
 WHERE = (
-    "The swarm is the one DOCKER_HOST points at, else the lab's manager when a lab is up, "
-    "else the default socket."
+    "The swarm is the one DOCKER_HOST points at, else the current Docker context, else the "
+    "lab's manager when a lab is up, else the default socket."
 )
 
 

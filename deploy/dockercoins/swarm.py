@@ -1,7 +1,8 @@
 """Deploy, scale, switch rng's mode, show and remove DockerCoins on a swarm (Docker SDK).
 
-Works against whatever manager the user points at: DOCKER_HOST, else the lab's manager
-when a lab is up, else the default socket.
+Works against whatever manager the user points at: DOCKER_HOST, else the current Docker
+context (DOCKER_CONTEXT or `docker context use`), else the lab's manager when a lab is up,
+else the default socket.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def manager_url() -> tuple[str | None, str]:
     """(base_url for the SDK or None for DOCKER_HOST/default, a description for messages)."""
     if os.environ.get("DOCKER_HOST"):
         return None, os.environ["DOCKER_HOST"]
+    from docker.context.config import get_current_context_name
+
+    context = os.environ.get("DOCKER_CONTEXT") or get_current_context_name()
+    if context and context != "default":
+        return None, f"the Docker context {context!r}"
     lab = lab_state.load()
     if lab and os.path.exists(lab.manager.socket):
         return lab.manager.docker_host, f"{lab.manager.docker_host} (the lab's manager)"

@@ -24,9 +24,11 @@ RNG_LABEL = "com.docker.swarm.service.name=rng"
 OURS = {"redis", "hasher", "rng", "webui", "worker"}
 
 
-def cli(lab: LabState, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`dockercoins ARGS` against the lab's manager and registry, output captured."""
-    env = {**os.environ, "DOCKER_HOST": lab.manager.docker_host, "REGISTRY": lab.registry}
+def cli(
+    lab: LabState, *args: str, timeout: float = 600, host: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`dockercoins ARGS` against the lab's manager (or `host`) and registry, captured."""
+    env = {**os.environ, "DOCKER_HOST": host or lab.manager.docker_host, "REGISTRY": lab.registry}
     proc = subprocess.run(
         [sys.executable, "-m", "dockercoins", *args],
         env=env,
@@ -120,6 +122,9 @@ def test_bad_input_gives_one_clear_line(lab: LabState, cleanup: None) -> None:
     cli(lab, "down")
     assert "not deployed" in one_line_error(cli(lab, "scale", "worker=3"))
     assert "not deployed" in one_line_error(cli(lab, "rng-mode", "global"))
+    # a swarm worker node is not a manager: one line saying so
+    worker_node = lab.nodes[-1].docker_host
+    assert "not a manager" in one_line_error(cli(lab, "status", host=worker_node))
 
 
 def test_registry_unreachable_names_stuck_tasks(lab: LabState, cleanup: None) -> None:
