@@ -493,6 +493,7 @@ def run(args: argparse.Namespace) -> int:
             "load_average_start": load_average(),
         },
     )
+    started = time.monotonic()
     bar = ProgressBar(sum(per_point))
     try:
         for index, (mode, workers) in enumerate(points, start=1):
@@ -523,6 +524,7 @@ def run(args: argparse.Namespace) -> int:
         bar.end_line()
         restore(client, original, original_rng, options.timeout)
     report.settings["load_average_end"] = load_average()
+    report.settings["elapsed_seconds"] = round(time.monotonic() - started, 1)
     write_outputs(report, options.out)
     ui.result(bench_model.markdown(report))
     ui.result(
