@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from dockercoins import bench_model, bench_plot
+from dockercoins import bench_model, bench_plot, bench_rng_modes
 from dockercoins.bench_model import (
     GLOBAL,
     REPLICATED,
@@ -16,6 +16,7 @@ from dockercoins.bench_model import (
     Sample,
     ceiling,
 )
+from dockercoins.cli import build_parser
 from dockercoins.errors import UserError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -167,3 +168,50 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     data = path.read_bytes()
     assert data.startswith(PNG_MAGIC)
     assert len(data) > 20_000
+
+
+def _options(*argv: str) -> bench_rng_modes.Options:
+    args = build_parser().parse_args(["bench", "rng-modes", *argv])
+    return bench_rng_modes.options_from(args)
+
+
+def test_options_add_the_main_worker_count_to_the_sweep() -> None:
+    options = _options("--workers", "7", "--sweep", "5,1", "--duration", "20")
+    assert options.counts == (1, 5, 7)
+    assert options.duration_for(7) == options.duration_for(5) == 20
+    assert _options("--main-duration", "60").duration_for(10) == 60
+    command = bench_rng_modes.command_line(options)
+    assert command.startswith("dockercoins bench rng-modes --workers 7 --sweep 1,5,7")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--workers", "0"], "--workers"),
+        (["--duration", "0"], "--duration"),
+        (["--warmup", "-1"], "--warmup"),
+        (["--interval", "5"], "--interval"),
+        (["--duration", "1", "--interval", "1"], "two /json reads"),
+        (["--webui", "http://192.0.2.1:8000"], "only loopback"),
+        (["--webui", "ftp://127.0.0.1"], "bad --webui"),
+    ],
+)
+def test_bad_options_are_one_clear_error(argv: list[str], message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        _options(*argv)
+
+
+def test_loopback_web_ui_is_allowed() -> None:
+    for url in ("http://127.0.0.1:8000", "http://localhost:8000", "http://127.0.0.5"):
+        bench_rng_modes.check_webui_url(url)
+
+
+def test_plan_starts_in_the_current_mode_and_switches_rng_once() -> None:
+    options = _options("--workers", "2", "--sweep", "1,2")
+    assert bench_rng_modes.plan(options, GLOBAL) == [
+        (GLOBAL, 1),
+        (GLOBAL, 2),
+        (REPLICATED, 2),
+        (REPLICATED, 1),
+    ]
+    assert bench_rng_modes.plan(options, REPLICATED)[0] == (REPLICATED, 1)
