@@ -579,6 +579,13 @@ def down(timeout: float) -> None:
                 client.api.remove_network(network_id)
 
         _retry_until(deadline, remove, docker.errors.APIError, f"removing network {NETWORK}")
+    # the swarm deletes a network asynchronously: wait, so that a `deploy` right after
+    # does not find a network that is going away
+    while any(raw["Name"] == NETWORK for raw in client.api.networks(names=[NETWORK])):
+        if time.monotonic() > deadline:
+            raise UserError(f"network {NETWORK} still there after {timeout:.0f} s")
+        time.sleep(POLL)
+    if networks:
         ui.info(f"    network {NETWORK}: removed")
 
 
