@@ -162,6 +162,12 @@ def _ports(endpoint: Spec) -> list[tuple[int, int, str, str]]:
     )
 
 
+def normal_image(ref: str) -> str:
+    """`redis` and `redis:latest` are the same image (the CLI writes the tag)."""
+    last = ref.rsplit("/", 1)[-1]
+    return ref if ":" in last or "@" in last else f"{ref}:latest"
+
+
 def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
     """The parts of a spec `deploy` manages, normalised so that a spec read back from the
     daemon compares equal to the one we built. Scale (mode, replicas) only if asked."""
@@ -169,7 +175,7 @@ def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
     container = template.get("ContainerSpec", {})
     endpoint = spec.get("EndpointSpec") or {}
     view: dict[str, Any] = {
-        "image": container.get("Image"),
+        "image": normal_image(str(container.get("Image", ""))),
         "env": sorted(container.get("Env") or []),
         "networks": sorted(net.get("Target") for net in template.get("Networks") or []),
         "endpoint mode": endpoint.get("Mode") or "vip",

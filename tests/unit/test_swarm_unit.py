@@ -13,6 +13,7 @@ from dockercoins.swarm_specs import (
     Images,
     Modes,
     mode_of,
+    normal_image,
     parse_env_overrides,
     parse_scale_args,
     replicas_of,
@@ -136,6 +137,17 @@ def test_vip_default_is_missing_mode() -> None:
     back = _as_read_back(spec)
     back["EndpointSpec"] = {}  # the daemon may omit the default mode
     assert spec_changes(back, spec, with_scale=False) == []
+
+
+def test_image_without_tag_means_latest() -> None:
+    spec = service_spec("redis", IMAGES, NO_IPVS, "n")
+    by_cli = _as_read_back(spec)
+    by_cli["TaskTemplate"]["ContainerSpec"]["Image"] = "redis:latest"  # `docker service create`
+    assert spec_changes(by_cli, spec, with_scale=False) == []
+    by_cli["TaskTemplate"]["ContainerSpec"]["Image"] = "redis:7"
+    assert spec_changes(by_cli, spec, with_scale=False) == ["image"]
+    assert normal_image("10.9.0.1:5000/ns/rng") == "10.9.0.1:5000/ns/rng:latest"
+    assert normal_image("10.9.0.1:5000/ns/rng@sha256:ab") == "10.9.0.1:5000/ns/rng@sha256:ab"
 
 
 def test_changes_are_named() -> None:
