@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from dockercoins import netcheck
+from dockercoins.local import redis_server_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICES_DIR = REPO_ROOT / "services"
@@ -21,10 +22,7 @@ LOOPBACK = "127.0.0.1"
 
 def free_port() -> int:
     """A TCP port that is free on loopback right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return netcheck.free_port(LOOPBACK)
 
 
 def wait_for(predicate: object, timeout: float = 15.0, interval: float = 0.05) -> None:
@@ -39,12 +37,6 @@ def wait_for(predicate: object, timeout: float = 15.0, interval: float = 0.05) -
             pass
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s: {predicate!r}")
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((LOOPBACK, port)) == 0
 
 
 def _stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
@@ -75,25 +67,11 @@ class RedisServer:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed (scripts/test.sh installs it)"
         self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                LOOPBACK,
-                "--dir",
-                str(self.workdir),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "no",
-            ],
+            redis_server_command(binary, self.port, self.workdir),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: _port_open(self.port))
+        wait_for(lambda: netcheck.accepts(LOOPBACK, self.port, 0.2))
 
     def stop(self) -> None:
         _stop_process(self.proc)

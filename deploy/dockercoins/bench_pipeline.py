@@ -289,7 +289,8 @@ def _client_table(concurrencies: list[int], rows: dict[str, dict[int, ClientRate
 
 
 def run(args: argparse.Namespace) -> int:
-    from dockercoins.local import free_port, redis_server_binary
+    from dockercoins.local import redis_server_binary
+    from dockercoins.netcheck import free_port
 
     redis_server_binary()
     concurrencies: list[int] = args.concurrency

@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockercoins import mounts, processes
 from dockercoins.errors import UserError
 from dockercoins.paths import state_dir
 
@@ -56,16 +55,9 @@ class HostDockerd:
         return self.root / "data"
 
     def pid(self) -> int | None:
-        """The daemon's pid if it is alive, else None."""
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        """The daemon's pid if it is alive and is this daemon (its command line names our
+        pidfile), else None."""
+        return processes.pidfile_process(self.pidfile, str(self.pidfile))
 
     def answers(self) -> bool:
         return answers(self.base_url)
@@ -112,14 +104,7 @@ def start(daemon: HostDockerd, timeout: float = 60.0, extra_args: tuple[str, ...
         "--bridge=none",
         *extra_args,
     ]
-    with open(daemon.log, "ab") as log:
-        proc = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = processes.spawn_detached(command, daemon.log, cwd=None)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -127,7 +112,7 @@ def start(daemon: HostDockerd, timeout: float = 60.0, extra_args: tuple[str, ...
         if daemon.socket.exists() and daemon.answers():
             return
         time.sleep(0.2)
-    _terminate(proc.pid, 10.0)
+    processes.stop([proc.pid], 10.0)
     raise UserError(f"dockerd did not answer within {timeout:.0f} s; see {daemon.log}")
 
 
@@ -136,37 +121,9 @@ def stop(daemon: HostDockerd, timeout: float = 30.0) -> bool:
     pid = daemon.pid()
     if pid is None:
         return False
-    _terminate(pid, timeout)
+    processes.stop([pid], timeout)
     with contextlib.suppress(FileNotFoundError):
         daemon.socket.unlink()
-    return True
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    for _ in range(50):
-        if not _alive(pid):
-            return
-        time.sleep(0.1)
-
-
-def _alive(pid: int) -> bool:
-    # reap it if it is our child, so a zombie does not look alive
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     return True
 
 
@@ -180,23 +137,12 @@ def temporary(prefix: str = "dcd-") -> HostDockerd:
 
 
 def discard(daemon: HostDockerd) -> None:
-    """Stop `daemon` and delete its folders (its mounts are gone once it has stopped)."""
+    """Stop `daemon` and delete its folders, after unmounting whatever a killed daemon may
+    have left mounted under them."""
     stop(daemon)
     for folder in (daemon.exec_root, daemon.root):
-        _unmount_under(folder)
+        mounts.unmount_all_under(folder)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _unmount_under(folder: Path) -> None:
-    """Lazily unmount whatever a killed daemon may have left mounted under `folder`."""
-    try:
-        mounts = Path("/proc/self/mounts").read_text().splitlines()
-    except OSError:
-        return
-    prefix = str(folder.resolve()) + "/"
-    targets = [line.split()[1] for line in mounts if len(line.split()) > 1]
-    for target in sorted((t for t in targets if t.startswith(prefix)), reverse=True):
-        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
 def main(argv: list[str]) -> int:

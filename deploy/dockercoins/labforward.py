@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from pathlib import Path
 
-from dockercoins import processes, ui
+from dockercoins import netcheck, processes, ui
 from dockercoins.lab_state import lab_dir
 
 MARKER = "dockercoins.forwarder"
@@ -39,30 +38,14 @@ def running_pid() -> int | None:
     return processes.pidfile_process(pidfile(), MARKER)
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((LISTEN_HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def _port_free_within(port: int, timeout: float) -> bool:
     """Free now, or within `timeout` s (the forwarder we just stopped lets go of it)."""
     deadline = time.monotonic() + timeout
-    while not _port_free(port):
+    while not netcheck.port_free(LISTEN_HOST, port):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.1)
     return True
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((LISTEN_HOST, port)) == 0
 
 
 def start(port: int, targets: list[str], timeout: float = 10.0) -> bool:
@@ -86,7 +69,7 @@ def start(port: int, targets: list[str], timeout: float = 10.0) -> bool:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             break
-        if pidfile().exists() and _accepts(port):
+        if pidfile().exists() and netcheck.accepts(LISTEN_HOST, port, 0.5):
             return True
         time.sleep(0.1)
     stop_pid = proc.pid if proc.poll() is None else None

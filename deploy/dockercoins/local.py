@@ -14,7 +14,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,9 +26,9 @@ from pathlib import Path
 from typing import IO
 
 from dockercoins.errors import UserError
+from dockercoins.netcheck import LOOPBACK, accepts, free_port, port_free
 from dockercoins.paths import SERVICES_DIR
 
-LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 _PR_SET_PDEATHSIG = 1
@@ -43,22 +42,25 @@ def redis_server_binary() -> str:
     return binary
 
 
-def port_in_use(port: int, host: str = LOOPBACK) -> bool:
-    """True when something already listens on host:port (or it cannot be bound)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def redis_server_command(binary: str, port: int, workdir: Path) -> list[str]:
+    """redis-server on LOOPBACK:`port`, files in `workdir`, nothing persisted."""
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        LOOPBACK,
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        "--loglevel",
+        "warning",
+    ]
 
 
 def check_ports(ports: dict[str, int]) -> None:
@@ -70,7 +72,7 @@ def check_ports(ports: dict[str, int]) -> None:
         if port in seen:
             raise UserError(f"port {port} is given to both {seen[port]} and {name}")
         seen[port] = name
-        if port_in_use(port):
+        if not port_free(LOOPBACK, port):
             raise UserError(
                 f"port {port} ({name}) is already in use on {LOOPBACK}; "
                 f"choose another with --{name}-port"
@@ -134,26 +136,9 @@ class Stack:
         return child
 
     def start_redis(self, port: int) -> Child:
-        binary = redis_server_binary()
-        argv = [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            LOOPBACK,
-            "--dir",
-            str(self.workdir),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-            "--loglevel",
-            "warning",
-        ]
+        argv = redis_server_command(redis_server_binary(), port, self.workdir)
         child = self._spawn("redis", argv, port, self.workdir, dict(os.environ))
-        self._wait(child, lambda: _tcp_open(port))
+        self._wait(child, lambda: accepts(LOOPBACK, port, 0.2))
         return child
 
     def start_service(
@@ -206,12 +191,6 @@ class Stack:
         """Stop every child, last started first."""
         for child in reversed(self.children):
             self.stop_child(child)
-
-
-def _tcp_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((LOOPBACK, port)) == 0
 
 
 def _http_ok(url: str) -> bool:

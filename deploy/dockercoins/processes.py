@@ -104,8 +104,9 @@ def stop(pids: Iterable[int], timeout: float) -> None:
         wait_gone(left, 10.0)
 
 
-def spawn_detached(command: list[str], log: Path) -> subprocess.Popen[bytes]:
-    """Start `command` in its own session (it outlives us), output appended to `log`."""
+def spawn_detached(command: list[str], log: Path, cwd: str | None = "/") -> subprocess.Popen[bytes]:
+    """Start `command` in its own session (it outlives us), output appended to `log`, in
+    directory `cwd` (None: ours, for commands given paths relative to it)."""
     with log.open("ab") as output:
         return subprocess.Popen(
             command,
@@ -113,5 +114,5 @@ def spawn_detached(command: list[str], log: Path) -> subprocess.Popen[bytes]:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            cwd="/",
+            cwd=cwd,
         )

@@ -7,19 +7,15 @@ Daemons reach an address outside 127.0.0.0/8 only when started with
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockercoins import netcheck, processes
 from dockercoins.errors import UserError
 from dockercoins.paths import state_dir
 
@@ -71,12 +67,7 @@ def split_addr(addr: str) -> tuple[str, int]:
 
 def _pid(data_dir: Path) -> int | None:
     """The registry's pid when that process is alive and is a docker-registry."""
-    try:
-        pid = int(_pidfile(data_dir).read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    return pid if BINARY.encode() in cmdline else None
+    return processes.pidfile_process(_pidfile(data_dir), BINARY)
 
 
 def answers(addr: str, timeout: float = 2.0) -> bool:
@@ -104,16 +95,6 @@ def status(data_dir: Path | None = None) -> RegistryStatus:
         answers=bool(addr and answers(addr)),
         data_dir=folder,
     )
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _write_config(data_dir: Path, addr: str) -> Path:
@@ -151,19 +132,12 @@ def up(addr: str = DEFAULT_ADDR, data_dir: Path | None = None, timeout: float = 
     binary = shutil.which(BINARY)
     if binary is None:
         raise UserError("docker-registry is not installed: apt-get install docker-registry")
-    if not _port_free(host, port):
+    if not netcheck.port_free(host, port):
         raise UserError(f"cannot serve a registry on {addr}: the port is in use by another program")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "storage").mkdir(exist_ok=True)
     config = _write_config(folder, addr)
-    with open(_log(folder), "ab") as log:
-        proc = subprocess.Popen(
-            [binary, "serve", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = processes.spawn_detached([binary, "serve", str(config)], _log(folder), cwd=None)
     _pidfile(folder).write_text(f"{proc.pid}\n")
     _addrfile(folder).write_text(f"{addr}\n")
     deadline = time.monotonic() + timeout
@@ -194,32 +168,7 @@ def down(data_dir: Path | None = None, timeout: float = 10.0) -> bool:
     pid = _pid(folder)
     if pid is None:
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        while _alive(pid) and time.monotonic() < deadline + 5:
-            time.sleep(0.05)
+    processes.stop([pid], timeout)
     for path in (_pidfile(folder), _addrfile(folder)):
         path.unlink(missing_ok=True)
     return True
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie that is not our child is dead for our purposes
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
