@@ -8,6 +8,7 @@ else the default socket.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -472,22 +473,45 @@ def webui_candidates(explicit: str | None) -> list[str]:
     return urls
 
 
-def hash_rate(urls: list[str], interval: float = 1.5) -> tuple[str, float] | None:
-    """(url, hashes per second from two /json samples `interval` apart), or None."""
+def rate_between_changes(samples: list[tuple[float, int]]) -> float | None:
+    """Hashes per second from (now, hashes) samples of /json.
+
+    Workers add to the counter about once a second, so it moves in steps: two samples
+    1.5 s apart see one or two steps, and the rate looks like 2 or 4 for a true 3.3. The
+    rate is measured instead between the first and the last sample at which the counter
+    had just moved, so it spans whole steps. None with fewer than two such samples.
+    """
+    changes = [
+        (now, hashes)
+        for (_, before), (now, hashes) in itertools.pairwise(samples)
+        if hashes != before
+    ]
+    if len(changes) < 2 or changes[-1][0] <= changes[0][0]:
+        return None
+    (t1, h1), (t2, h2) = changes[0], changes[-1]
+    return (h2 - h1) / (t2 - t1)
+
+
+def hash_rate(urls: list[str], window: float = 4.0, poll: float = 0.2) -> tuple[str, float] | None:
+    """(url, hashes per second) from /json polled every `poll` s for `window` s at the
+    first URL that answers; 0.0 when the counter did not move; None when none answers."""
     import httpx
 
     for url in urls:
+        samples: list[tuple[float, int]] = []
         try:
             with httpx.Client(timeout=2.0) as http:
-                first = http.get(f"{url}/json").json()
-                time.sleep(interval)
-                second = http.get(f"{url}/json").json()
-            elapsed = float(second["now"]) - float(first["now"])
-            if elapsed <= 0:
-                continue
-            return url, (int(second["hashes"]) - int(first["hashes"])) / elapsed
+                deadline = time.monotonic() + window
+                while True:
+                    data = http.get(f"{url}/json").json()
+                    samples.append((float(data["now"]), int(data["hashes"])))
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(poll)
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             continue
+        rate = rate_between_changes(samples)
+        return url, rate if rate is not None else 0.0
     return None
 
 
