@@ -6,8 +6,9 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APT_PACKAGES=(
-  redis-server chromium chromium-driver
-  docker.io docker-registry docker-compose debootstrap iptables iproute2 procps
+  redis-server chromium chromium-driver fonts-liberation
+  docker.io docker-registry docker-compose iptables iproute2 procps
+  debootstrap debian-archive-keyring   # the keyring: debootstrap of bookworm from Ubuntu too
   python3-venv
 )
 
