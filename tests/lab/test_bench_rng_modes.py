@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import struct
 import subprocess
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from dockercoins.dockerclient import connect
 from dockercoins.lab_state import LabState
+from lab_support import cli, lab_env, ok
 from support import wait_for
 
 pytestmark = pytest.mark.lab
@@ -26,30 +26,6 @@ pytestmark = pytest.mark.lab
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 OURS = ("redis", "hasher", "rng", "webui", "worker")
 SHORT = ["--workers", "2", "--sweep", "1,2", "--duration", "8", "--warmup", "4"]
-
-
-def env_for(lab: LabState) -> dict[str, str]:
-    return {**os.environ, "DOCKER_HOST": lab.manager.docker_host, "REGISTRY": lab.registry}
-
-
-def cli(lab: LabState, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`dockercoins ARGS` against the lab's manager, output captured (and echoed for -s)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "dockercoins", *args],
-        env=env_for(lab),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    sys.stderr.write(f"$ dockercoins {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
-    sys.stdout.write(proc.stdout)
-    return proc
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +151,7 @@ def test_ctrl_c_puts_the_services_back(
     args = ["bench", "rng-modes", "--workers", "1", "--sweep", "1", "--duration", "300"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "dockercoins", *args, "--warmup", "1", "--out", str(tmp_path)],
-        env=env_for(lab),
+        env=lab_env(lab),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -4,9 +4,7 @@ per node, each one serving requests) -> status -> down. Plus bad input on a real
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +13,7 @@ import httpx
 import pytest
 from dockercoins.dockerclient import connect
 from dockercoins.lab_state import LabState
+from lab_support import cli, ok
 from support import wait_for
 
 pytestmark = pytest.mark.lab
@@ -22,29 +21,6 @@ pytestmark = pytest.mark.lab
 WEBUI = "http://localhost:8000"
 RNG_LABEL = "com.docker.swarm.service.name=rng"
 OURS = {"redis", "hasher", "rng", "webui", "worker"}
-
-
-def cli(
-    lab: LabState, *args: str, timeout: float = 600, host: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """`dockercoins ARGS` against the lab's manager (or `host`) and registry, captured."""
-    env = {**os.environ, "DOCKER_HOST": host or lab.manager.docker_host, "REGISTRY": lab.registry}
-    proc = subprocess.run(
-        [sys.executable, "-m", "dockercoins", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    sys.stderr.write(f"$ dockercoins {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
-    sys.stdout.write(proc.stdout)
-    return proc
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
