@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import RedisServer, ServiceProcess
+
+from tests.support.servers import RedisServer, ServiceProcess
 
 
 @pytest.fixture

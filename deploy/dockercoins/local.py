@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from dockercoins.errors import UserError
-from dockercoins.netcheck import LOOPBACK, accepts, free_port, port_free
+from dockercoins.host.ports import LOOPBACK, accepts, free_port, port_free
 from dockercoins.paths import SERVICES_DIR
 
 START_TIMEOUT = 20.0

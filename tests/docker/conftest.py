@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_support import TEST_LABEL, DockerSession
-from dockercoins import hostdockerd, images
+from dockercoins.host import dockerd as hostdockerd
+from dockercoins.images import build as images
 from dockercoins.paths import SERVICES
-from support import free_port
+
+from tests.support.docker import TEST_LABEL, DockerSession
+from tests.support.servers import free_port
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from docker_support import DockerSession
-from dockercoins import images
-from support import free_port, wait_for
+from dockercoins.images import build as images
+
+from tests.support.docker import DockerSession
+from tests.support.servers import free_port, wait_for
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "compose.yml"
 

@@ -3,9 +3,11 @@ small, and the base and redis images made without Docker Hub."""
 
 from __future__ import annotations
 
-from docker_support import DockerSession
-from dockercoins import baseimage, images
+from dockercoins.images import base as baseimage
+from dockercoins.images import build as images
 from dockercoins.paths import SERVICES
+
+from tests.support.docker import DockerSession
 
 
 def test_four_images_are_built_from_the_offline_base(

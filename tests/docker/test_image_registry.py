@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docker_support import DockerSession
-from dockercoins import images, registry
+from dockercoins.images import build as images
+from dockercoins.images import registry
 from dockercoins.paths import SERVICES
-from support import free_port
+
+from tests.support.docker import DockerSession
+from tests.support.servers import free_port
 
 
 @pytest.fixture

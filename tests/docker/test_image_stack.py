@@ -8,9 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from docker_support import DockerSession
-from dockercoins import baseimage, images
-from support import free_port, wait_for
+from dockercoins.images import base as baseimage
+from dockercoins.images import build as images
+
+from tests.support.docker import DockerSession
+from tests.support.servers import free_port, wait_for
 
 
 def _run(

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from dockercoins import lab_state
-from dockercoins.lab_state import LabState
+from dockercoins.lab import state as lab_state
+from dockercoins.lab.state import LabState
 
 LAB_NODES = 3
 UP_TIMEOUT = 900  # a cold first run includes debootstrap and the image imports

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dockercoins.dockerclient import connect
-from dockercoins.lab_state import LabState
-from lab_support import cli, lab_env, ok
-from support import wait_for
+from dockercoins.dockerapi import connect
+from dockercoins.lab.state import LabState
+
+from tests.support.lab import cli, lab_env, ok
+from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from dockercoins.dockerclient import connect
-from dockercoins.lab_state import LabState
-from lab_support import cli, ok
-from support import wait_for
+from dockercoins.dockerapi import connect
+from dockercoins.lab.state import LabState
+
+from tests.support.lab import cli, ok
+from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dockercoins import lab_state, labnet, mounts, processes
-from dockercoins.baseimage import BASE_IMAGE_TAG, REDIS_IMAGE_TAG
-from dockercoins.dockerclient import connect
-from dockercoins.lab_state import LabState
-from support import wait_for
+from dockercoins.dockerapi import connect
+from dockercoins.host import mounts, processes
+from dockercoins.images.base import BASE_IMAGE_TAG, REDIS_IMAGE_TAG
+from dockercoins.lab import network as labnet
+from dockercoins.lab import state as lab_state
+from dockercoins.lab.state import LabState
+
+from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -152,7 +155,7 @@ def test_forwarder_reaches_the_node_that_publishes_port_8000(
 
 
 def test_up_again_is_idempotent(run_lab: LabCli, lab: LabState, clients: dict[str, Any]) -> None:
-    from dockercoins.labdaemon import NodeDirs, dockerd_pid
+    from dockercoins.lab.nodes import NodeDirs, dockerd_pid
 
     pids = [dockerd_pid(NodeDirs(labnet.node_index(node.name))) for node in lab.nodes]
     before = swarm_nodes(clients["node1"])
@@ -178,7 +181,7 @@ def test_status_shows_nodes_state_and_role(run_lab: LabCli, lab: LabState) -> No
 
 @pytest.mark.lab_disruptive
 def test_up_recovers_after_a_killed_daemon(run_lab: LabCli, lab: LabState) -> None:
-    from dockercoins.labdaemon import NodeDirs, dockerd_pid
+    from dockercoins.lab.nodes import NodeDirs, dockerd_pid
 
     node2 = NodeDirs(2)
     killed = dockerd_pid(node2)
@@ -204,7 +207,7 @@ def lab_processes(directory: Path) -> list[str]:
     found = []
     for pid in (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()):
         line = " ".join(processes.cmdline(pid))
-        if str(directory) in line or "dockercoins.forwarder" in line:
+        if str(directory) in line or "dockercoins.lab.forwarder" in line:
             found.append(f"{pid}: {line}")
     return found
 

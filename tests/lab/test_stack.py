@@ -12,10 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from dockercoins.dockerclient import connect
-from dockercoins.lab_state import LabState
+from dockercoins.dockerapi import connect
+from dockercoins.lab.state import LabState
 from dockercoins.paths import REPO_ROOT
-from support import wait_for
+
+from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import LOOPBACK, ServiceProcess
+
+from tests.support.servers import LOOPBACK, ServiceProcess
 
 StartService = Callable[..., ServiceProcess]
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import LOOPBACK, free_port, wait_for
+
+from tests.support.servers import LOOPBACK, free_port, wait_for
 
 STARTED = re.compile(r"started (\w+) \(pid (\d+)")
 

@@ -19,7 +19,15 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from support import LOOPBACK, REPO_ROOT, RedisServer, ServiceProcess, free_port, wait_for
+
+from tests.support.servers import (
+    LOOPBACK,
+    REPO_ROOT,
+    RedisServer,
+    ServiceProcess,
+    free_port,
+    wait_for,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

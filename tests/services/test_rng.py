@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import ServiceProcess
+
+from tests.support.servers import ServiceProcess
 
 StartService = Callable[..., ServiceProcess]
 

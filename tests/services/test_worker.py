@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import RedisServer, ServiceProcess, wait_for
+
+from tests.support.servers import RedisServer, ServiceProcess, wait_for
 
 StartService = Callable[..., ServiceProcess]
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from support import SERVICES_DIR, RedisServer, ServiceProcess, free_port, wait_for
+
+from tests.support.servers import SERVICES_DIR, RedisServer, ServiceProcess, free_port, wait_for
 
 StartService = Callable[..., ServiceProcess]
 NAME = "dockercoins-rng-spread-test"

@@ -1,0 +1,54 @@
+"""`dockercoins`: one entry point, one subcommand module per job.
+
+Each command module exposes `register(subparsers)`, which adds its subcommands and sets
+`func` (a callable taking the parsed arguments and returning an exit status) on each.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from dockercoins import __version__
+from dockercoins.errors import UserError
+
+
+def _command_modules() -> list[ModuleType]:
+    from dockercoins.cli import bench as commands_bench
+    from dockercoins.cli import images as commands_images
+    from dockercoins.cli import lab as commands_lab
+    from dockercoins.cli import local as commands_local
+    from dockercoins.cli import swarm as commands_swarm
+
+    return [commands_local, commands_images, commands_lab, commands_swarm, commands_bench]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dockercoins",
+        description="DockerCoins in Python: run the services, build and push their images, "
+        "run the multi-node Swarm lab, deploy and benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"dockercoins {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _command_modules():
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except UserError as error:
+        print(f"dockercoins: error: {error}", file=sys.stderr)
+        return error.code
+    except KeyboardInterrupt:
+        print("dockercoins: interrupted", file=sys.stderr)
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Subcommands: deploy, scale, rng-mode, status, down (DockerCoins on a swarm)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from dockercoins import ui
+
+DEFAULT_TIMEOUT = 180.0
+
+WHERE = (
+    "The swarm is the one DOCKER_HOST points at, else the current Docker context, else the "
+    "lab's manager when a lab is up, else the default socket."
+)
+
+
+def _timeout(parser: argparse.ArgumentParser, default: float = DEFAULT_TIMEOUT) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=default,
+        metavar="SECONDS",
+        help=f"give up waiting for the tasks after this long (default {default:.0f})",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add this module's subcommands."""
+    deploy = subparsers.add_parser(
+        "deploy",
+        help="create the overlay network and the five services on a swarm",
+        description="Create the overlay network `dockercoins` and the services redis, "
+        "hasher, rng, webui, worker from the pushed images (webui published on 8000), then "
+        "wait until every task runs. Running it again leaves unchanged services alone and "
+        "keeps their scale. Without IP_VS in the kernel (detected via /proc/sys/net/ipv4/vs "
+        "on this machine), services use --endpoint-mode dnsrr and host-mode publishing; "
+        f"with it, the swarm defaults (vip, ingress). {WHERE}",
+    )
+    deploy.add_argument(
+        "--registry",
+        default=None,
+        help="registry HOST:PORT (default: REGISTRY, else the lab's registry, else 127.0.0.1:5000)",
+    )
+    deploy.add_argument(
+        "--namespace", default=None, help="image namespace (default: USER_NAMESPACE or dockercoins)"
+    )
+    deploy.add_argument("--tag", default=None, help="image tag (default: TAG or latest)")
+    deploy.add_argument(
+        "--endpoint-mode",
+        choices=("auto", "vip", "dnsrr"),
+        default="auto",
+        help="how service names resolve: auto follows IP_VS (default auto)",
+    )
+    deploy.add_argument(
+        "--publish-mode",
+        choices=("auto", "ingress", "host"),
+        default="auto",
+        help="how webui's port 8000 is published: auto follows IP_VS (default auto)",
+    )
+    deploy.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker replicas (default: 1 when created, the current count otherwise)",
+    )
+    deploy.add_argument(
+        "--env",
+        action="append",
+        default=None,
+        metavar="SERVICE:KEY=VALUE",
+        help="an environment variable for a service, e.g. rng:ACCESS_LOG=1 (repeatable)",
+    )
+    _timeout(deploy)
+    deploy.set_defaults(func=_deploy)
+
+    scale = subparsers.add_parser(
+        "scale",
+        help="set the number of replicas of services, e.g. worker=10",
+        description=f"Scale replicated services and wait until the tasks run. {WHERE}",
+    )
+    scale.add_argument("targets", nargs="+", metavar="SERVICE=REPLICAS", help="e.g. worker=10")
+    _timeout(scale)
+    scale.set_defaults(func=_scale)
+
+    mode = subparsers.add_parser(
+        "rng-mode",
+        help="run rng in global mode (one per node) or replicated mode",
+        description="A service's mode cannot change in place: rng is removed and created "
+        f"again with the same spec in the new mode, then the tool waits for it. {WHERE}",
+    )
+    mode.add_argument("mode", choices=("global", "replicated"), help="the new mode")
+    mode.add_argument(
+        "--replicas", type=int, default=1, metavar="N", help="replicas in replicated mode (1)"
+    )
+    _timeout(mode)
+    mode.set_defaults(func=_rng_mode)
+
+    status = subparsers.add_parser(
+        "status",
+        help="services, tasks per node and the hash rate now",
+        description="Show the services (mode, running/desired tasks), the tasks per node and "
+        "the hash rate measured from two /json samples of the web UI (127.0.0.1:8000, "
+        f"else the lab's node addresses). {WHERE}",
+    )
+    status.add_argument("--webui", default=None, metavar="URL", help="read /json from here")
+    status.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for a hash rate above zero (just after a deploy)",
+    )
+    status.set_defaults(func=_status)
+
+    down = subparsers.add_parser(
+        "down",
+        help="remove the five services and the network",
+        description="Remove redis, hasher, rng, webui, worker and the network `dockercoins`, "
+        f"and wait until their tasks are gone. {WHERE}",
+    )
+    _timeout(down, 120.0)
+    down.set_defaults(func=_down)
+
+
+def _check_timeout(value: float) -> float:
+    from dockercoins.errors import UserError
+
+    if not value > 0:
+        raise UserError(f"bad --timeout {value}: expected a number of seconds > 0")
+    return value
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from dockercoins.images import naming
+    from dockercoins.swarm import operations as swarm
+    from dockercoins.swarm import specs as swarm_specs
+    from dockercoins.swarm.ipvs import ipvs_available
+
+    timeout = _check_timeout(args.timeout)
+    registry = naming.check_registry(args.registry or naming.default_registry())
+    namespace = naming.check_namespace(args.namespace or naming.default_namespace())
+    tag = naming.check_tag(args.tag or naming.default_tag())
+    if args.workers is not None:
+        swarm_specs.check_replicas(args.workers, "worker")
+    env = swarm_specs.parse_env_overrides(args.env)
+    ipvs = ipvs_available()
+    modes = swarm_specs.resolve_modes(args.endpoint_mode, args.publish_mode, ipvs)
+    ui.info(
+        f"IP_VS {'present' if ipvs else 'absent'} on this machine's kernel: "
+        f"{modes.describe()}"
+        + ("" if ipvs else " (force others with --endpoint-mode/--publish-mode)")
+    )
+    images = swarm_specs.Images(registry, namespace, tag)
+    started = time.monotonic()
+    with (
+        ui.step(f"deploy DockerCoins ({naming.repository(registry, namespace, '*')}:{tag})"),
+        swarm.docker_errors(),
+    ):
+        swarm.deploy(images, modes, args.workers, env, timeout)
+    ui.result(
+        f"DockerCoins is running ({time.monotonic() - started:.1f} s); web UI published on "
+        f"port {swarm_specs.WEBUI_PORT}"
+        + (" of the node running webui" if modes.publish == "host" else " of every node")
+    )
+    return 0
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from dockercoins.swarm import operations as swarm
+    from dockercoins.swarm import specs as swarm_specs
+
+    timeout = _check_timeout(args.timeout)
+    targets = swarm_specs.parse_scale_args(args.targets)
+    with (
+        ui.step("scale " + " ".join(f"{k}={v}" for k, v in targets.items())),
+        swarm.docker_errors(),
+    ):
+        swarm.scale(targets, timeout)
+    return 0
+
+
+def _rng_mode(args: argparse.Namespace) -> int:
+    from dockercoins.swarm import operations as swarm
+    from dockercoins.swarm import specs as swarm_specs
+
+    timeout = _check_timeout(args.timeout)
+    replicas = swarm_specs.check_replicas(args.replicas, "rng")
+    with ui.step(f"rng-mode {args.mode}"), swarm.docker_errors():
+        swarm.rng_mode(args.mode, replicas, timeout)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from dockercoins.swarm import operations as swarm
+
+    with swarm.docker_errors():
+        return swarm.status(args.webui, max(0.0, args.wait))
+
+
+def _down(args: argparse.Namespace) -> int:
+    from dockercoins.swarm import operations as swarm
+
+    timeout = _check_timeout(args.timeout)
+    with ui.step("down: remove the DockerCoins services and network"), swarm.docker_errors():
+        swarm.down(timeout)
+    return 0

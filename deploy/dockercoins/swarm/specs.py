@@ -1,0 +1,244 @@
+"""The five swarm services as Docker Engine API specs: pure functions, no daemon.
+
+Names and ports are the tutorial's (redis, hasher, rng, webui, worker; webui published
+on 8000), so the worker's defaults (http://rng/32, http://hasher/, redis://redis:6379/0)
+reach the others with no settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockercoins.errors import UserError
+from dockercoins.images.naming import image_ref
+
+NETWORK = "dockercoins"
+SERVICE_ORDER = ("redis", "hasher", "rng", "webui", "worker")
+REDIS_IMAGE = "redis"
+WEBUI_PORT = 8000
+WEBUI_TARGET = 80
+LABEL = "dockercoins.managed"
+
+ENDPOINT_MODES = ("auto", "vip", "dnsrr")
+PUBLISH_MODES = ("auto", "ingress", "host")
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+Spec = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Modes:
+    """How services are reached: endpoint mode (vip|dnsrr) and publish mode (ingress|host)."""
+
+    endpoint: str
+    publish: str
+
+    def describe(self) -> str:
+        return f"--endpoint-mode {self.endpoint}, webui published in {self.publish} mode"
+
+
+def resolve_modes(endpoint: str, publish: str, ipvs: bool) -> Modes:
+    """`auto` follows IP_VS: with it the swarm defaults (vip, ingress), without it dnsrr and
+    host-mode publishing. UserError for a combination swarm refuses."""
+    if endpoint not in ENDPOINT_MODES:
+        raise UserError(f"unknown endpoint mode {endpoint!r}: choose from auto, vip, dnsrr")
+    if publish not in PUBLISH_MODES:
+        raise UserError(f"unknown publish mode {publish!r}: choose from auto, ingress, host")
+    resolved = Modes(
+        endpoint=endpoint if endpoint != "auto" else ("vip" if ipvs else "dnsrr"),
+        publish=publish if publish != "auto" else ("ingress" if ipvs else "host"),
+    )
+    if resolved.endpoint == "dnsrr" and resolved.publish == "ingress":
+        raise UserError(
+            "--endpoint-mode dnsrr needs --publish-mode host: "
+            "swarm refuses ingress-published ports on a dnsrr service"
+        )
+    return resolved
+
+
+@dataclass(frozen=True)
+class Images:
+    registry: str
+    namespace: str
+    tag: str
+    # service -> "ref@sha256:..." when the registry told us the digest
+    pinned: dict[str, str] = field(default_factory=dict)
+
+    def ref(self, service: str) -> str:
+        if service == "redis":
+            return REDIS_IMAGE
+        plain = image_ref(self.registry, self.namespace, service, self.tag)
+        return self.pinned.get(service, plain)
+
+
+def parse_env_overrides(items: list[str] | None) -> dict[str, dict[str, str]]:
+    """`SERVICE:KEY=VALUE` items (from --env) -> {service: {KEY: VALUE}}; UserError if bad."""
+    result: dict[str, dict[str, str]] = {}
+    for item in items or []:
+        service, sep, assignment = item.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not sep or not eq:
+            raise UserError(f"malformed --env {item!r}: expected SERVICE:KEY=VALUE")
+        if service not in SERVICE_ORDER:
+            raise UserError(
+                f"unknown service {service!r} in --env: choose from {', '.join(SERVICE_ORDER)}"
+            )
+        if not _ENV_NAME.match(key):
+            raise UserError(f"malformed variable name {key!r} in --env {item!r}")
+        result.setdefault(service, {})[key] = value
+    return result
+
+
+def replicated(replicas: int) -> Spec:
+    return {"Replicated": {"Replicas": replicas}}
+
+
+GLOBAL: Spec = {"Global": {}}
+
+
+def endpoint_spec(service: str, modes: Modes) -> Spec:
+    spec: Spec = {"Mode": modes.endpoint}
+    if service == "webui":
+        spec["Ports"] = [
+            {
+                "Protocol": "tcp",
+                "TargetPort": WEBUI_TARGET,
+                "PublishedPort": WEBUI_PORT,
+                "PublishMode": modes.publish,
+            }
+        ]
+    return spec
+
+
+def service_spec(
+    service: str,
+    images: Images,
+    modes: Modes,
+    network_id: str,
+    *,
+    replicas: int = 1,
+    env: dict[str, str] | None = None,
+) -> Spec:
+    """The full service spec (as POST /services/create takes it) for one of the five."""
+    if service not in SERVICE_ORDER:
+        raise UserError(f"unknown service {service!r}: choose from {', '.join(SERVICE_ORDER)}")
+    container: Spec = {"Image": images.ref(service)}
+    if env:
+        container["Env"] = [f"{key}={value}" for key, value in sorted(env.items())]
+    return {
+        "Name": service,
+        "Labels": {LABEL: "1"},
+        "TaskTemplate": {"ContainerSpec": container, "Networks": [{"Target": network_id}]},
+        "Mode": replicated(replicas),
+        "EndpointSpec": endpoint_spec(service, modes),
+    }
+
+
+def mode_of(spec: Spec) -> str:
+    return "global" if "Global" in spec.get("Mode", {}) else "replicated"
+
+
+def replicas_of(spec: Spec) -> int | None:
+    """Desired replicas of a replicated service, None for a global one."""
+    mode = spec.get("Mode", {})
+    if "Replicated" in mode:
+        return int(mode["Replicated"].get("Replicas", 1))
+    return None
+
+
+def _ports(endpoint: Spec) -> list[tuple[int, int, str, str]]:
+    return sorted(
+        (
+            int(port.get("PublishedPort", 0)),
+            int(port.get("TargetPort", 0)),
+            str(port.get("Protocol", "tcp")),
+            str(port.get("PublishMode", "ingress")),
+        )
+        for port in endpoint.get("Ports") or []
+    )
+
+
+def normal_image(ref: str) -> str:
+    """`redis` and `redis:latest` are the same image (the CLI writes the tag)."""
+    last = ref.rsplit("/", 1)[-1]
+    return ref if ":" in last or "@" in last else f"{ref}:latest"
+
+
+def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
+    """The parts of a spec `deploy` manages, normalised so that a spec read back from the
+    daemon compares equal to the one we built. Scale (mode, replicas) only if asked."""
+    template = spec.get("TaskTemplate", {})
+    container = template.get("ContainerSpec", {})
+    endpoint = spec.get("EndpointSpec") or {}
+    view: dict[str, Any] = {
+        "image": normal_image(str(container.get("Image", ""))),
+        "env": sorted(container.get("Env") or []),
+        "networks": sorted(net.get("Target") for net in template.get("Networks") or []),
+        "endpoint mode": endpoint.get("Mode") or "vip",
+        "ports": _ports(endpoint),
+    }
+    if with_scale:
+        view["mode"] = mode_of(spec)
+        view["replicas"] = replicas_of(spec)
+    return view
+
+
+def spec_changes(current: Spec, desired: Spec, with_scale: bool) -> list[str]:
+    """Names of the managed fields that differ (empty: leave the service alone)."""
+    have = managed_view(current, with_scale)
+    want = managed_view(desired, with_scale)
+    return [key for key in want if have.get(key) != want[key]]
+
+
+def updated_spec(current: Spec, desired: Spec, with_scale: bool) -> Spec:
+    """`current` with the managed fields taken from `desired`; the rest (update config,
+    resources, anything set by hand) is kept."""
+    spec = copy.deepcopy(current)
+    template = spec.setdefault("TaskTemplate", {})
+    container = template.setdefault("ContainerSpec", {})
+    want_container = desired["TaskTemplate"]["ContainerSpec"]
+    container["Image"] = want_container["Image"]
+    if want_container.get("Env"):
+        container["Env"] = list(want_container["Env"])
+    else:
+        container.pop("Env", None)
+    template["Networks"] = copy.deepcopy(desired["TaskTemplate"]["Networks"])
+    spec["EndpointSpec"] = copy.deepcopy(desired["EndpointSpec"])
+    spec.setdefault("Labels", {}).update(desired.get("Labels", {}))
+    if with_scale:
+        spec["Mode"] = copy.deepcopy(desired["Mode"])
+    return spec
+
+
+def with_mode(current: Spec, mode: str, replicas: int) -> Spec:
+    """The same spec in another scheduling mode (for remove-and-create-again)."""
+    spec = copy.deepcopy(current)
+    spec["Mode"] = copy.deepcopy(GLOBAL) if mode == "global" else replicated(replicas)
+    return spec
+
+
+def parse_scale_args(items: list[str]) -> dict[str, int]:
+    """`worker=10 rng=3` -> {"worker": 10, "rng": 3}; UserError on anything else."""
+    if not items:
+        raise UserError("nothing to scale: give SERVICE=REPLICAS, e.g. worker=10")
+    result: dict[str, int] = {}
+    for item in items:
+        name, sep, count = item.partition("=")
+        if not sep:
+            raise UserError(f"malformed {item!r}: expected SERVICE=REPLICAS, e.g. worker=10")
+        if name not in SERVICE_ORDER:
+            raise UserError(f"unknown service {name!r}: choose from {', '.join(SERVICE_ORDER)}")
+        if not re.fullmatch(r"[0-9]{1,6}", count.strip()):
+            raise UserError(f"bad replica count {count!r} for {name}: expected an integer >= 0")
+        result[name] = int(count)
+    return result
+
+
+def check_replicas(value: int, what: str) -> int:
+    if value < 0:
+        raise UserError(f"bad replica count {value} for {what}: expected an integer >= 0")
+    return value

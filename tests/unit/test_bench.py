@@ -1,0 +1,219 @@
+"""The pure parts of `bench rng-modes`: ceilings, rate statistics, tables, JSON and the PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from dockercoins.bench import model as bench_model
+from dockercoins.bench import plot as bench_plot
+from dockercoins.bench import rng_modes as bench_rng_modes
+from dockercoins.bench.model import (
+    GLOBAL,
+    REPLICATED,
+    BenchReport,
+    Delays,
+    Sample,
+    ceiling,
+)
+from dockercoins.cli import build_parser
+from dockercoins.errors import UserError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_ceiling_with_default_delays_is_the_design_example() -> None:
+    delays = Delays()
+    assert ceiling(10, 1, delays) == pytest.approx(10.0)  # rng-bound: 1 x 10/s
+    assert ceiling(10, 3, delays) == pytest.approx(30.0)  # min(10 / 0.3 = 33.3, 3 x 10)
+    assert ceiling(5, 3, delays) == pytest.approx(5 / 0.3)  # worker-bound
+    assert ceiling(15, 3, delays) == pytest.approx(30.0)  # rng-bound again
+    assert ceiling(2, 1, delays) == pytest.approx(2 / 0.3)
+    assert ceiling(10, 3, delays) / ceiling(10, 1, delays) == pytest.approx(3.0)
+
+
+def test_ceiling_reads_concurrency_and_zero_delays() -> None:
+    assert ceiling(100, 2, Delays(rng_concurrency=4)) == pytest.approx(80.0)
+    assert ceiling(5, 1, Delays(worker=0, rng=0, hasher=0)) == math.inf
+    assert ceiling(5, 1, Delays(worker=0.5, rng=0, hasher=0)) == pytest.approx(10.0)
+    assert ceiling(2, 9, Delays(worker_concurrency=3)) == pytest.approx(2 * 3 / 0.3)
+
+
+def test_delays_come_from_the_services_env_or_defaults() -> None:
+    env = bench_model.env_list_to_dict(["RNG_DELAY=0.05", "A=b=c", "RNG_CONCURRENCY=2"])
+    assert env == {"RNG_DELAY": "0.05", "A": "b=c", "RNG_CONCURRENCY": "2"}
+    worker_env = {"WORKER_DELAY": "0.2", "WORKER_CONCURRENCY": "4"}
+    delays = bench_model.delays_from_env(worker_env, env, {})
+    assert delays == Delays(
+        worker=0.2, rng=0.05, hasher=0.1, rng_concurrency=2, worker_concurrency=4
+    )
+    assert bench_model.delays_from_env({}, {}, {}) == Delays()
+    with pytest.raises(UserError, match="HASHER_DELAY"):
+        bench_model.delays_from_env({}, {}, {"HASHER_DELAY": "slow"})
+    with pytest.raises(UserError, match="RNG_CONCURRENCY"):
+        bench_model.delays_from_env({}, {"RNG_CONCURRENCY": "0"}, {})
+
+
+def _steady(rate: float, seconds: int, start: float = 1000.0, flush: float = 1.0) -> list[Sample]:
+    """A counter that grows by `rate` per second in steps, like workers flushing once a second,
+    sampled every second with a little clock jitter."""
+    samples = []
+    for i in range(seconds + 1):
+        now = start + i + (0.05 if i % 2 else -0.03)
+        flushed = math.floor((now - start) / flush) * flush
+        samples.append(Sample(now=now, hashes=int(rate * flushed)))
+    return samples
+
+
+def test_rate_stats_find_the_slope_of_a_stepped_counter() -> None:
+    stats = bench_model.rate_stats(_steady(30.0, 30), window=3.0)
+    assert stats.mean == pytest.approx(30.0, rel=0.03)
+    assert stats.p10 <= stats.mean <= stats.p90 or stats.p10 == pytest.approx(stats.p90)
+    assert stats.minimum <= stats.p10 <= stats.p90 <= stats.maximum
+    assert stats.windows == 10
+    assert stats.samples == 31
+    assert stats.seconds == pytest.approx(30.0, abs=0.1)
+
+
+def test_rate_stats_ignore_a_counter_reset() -> None:
+    samples = [Sample(0, 100), Sample(1, 110), Sample(2, 5), Sample(3, 15), Sample(4, 25)]
+    # the drop from 110 to 5 counts as no progress; otherwise 10/s
+    points = bench_model.window_rates(samples, 1.0)
+    assert [rate for _, rate in points] == [10.0, 0.0, 10.0, 10.0]
+    assert bench_model.rate_stats(samples, 1.0).minimum == 0.0
+
+
+def test_rate_stats_of_too_few_samples_are_zero_not_an_error() -> None:
+    stats = bench_model.rate_stats([Sample(1.0, 5)], 3.0)
+    assert stats.mean == 0.0
+    assert stats.stdev == 0.0
+
+
+def test_percentile_interpolates() -> None:
+    assert bench_model.percentile([1, 2, 3, 4, 5], 0.5) == 3
+    assert bench_model.percentile([0, 10], 0.1) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        bench_model.percentile([], 0.5)
+
+
+def test_parse_sweep() -> None:
+    assert bench_model.parse_sweep("5, 1,2,5") == [1, 2, 5]
+    for bad in ("", "0", "1,,2", "a", "-1", "2.5"):
+        with pytest.raises(UserError, match="--sweep"):
+            bench_model.parse_sweep(bad)
+
+
+def _report() -> BenchReport:
+    delays = Delays()
+    report = BenchReport(main_workers=10, nodes=3, delays=delays, settings={"window": 3.0})
+    for mode, tasks in ((REPLICATED, 1), (GLOBAL, 3)):
+        for workers in (1, 10):
+            rate = min(workers / 0.3, tasks * 10.0) * 0.95
+            report.measurements.append(
+                bench_model.measure(
+                    mode=mode,
+                    rng_tasks=tasks,
+                    workers=workers,
+                    delays=delays,
+                    samples=_steady(rate, 20),
+                    window=3.0,
+                )
+            )
+    return report
+
+
+def test_tables_have_a_row_per_run_and_the_ratios() -> None:
+    report = _report()
+    table = bench_model.results_table(report).splitlines()
+    assert len(table) == 2 + 4
+    assert table[2].startswith("| replicated | 1 | 1 |")
+    assert table[-1].startswith("| global **(main)** | 3 | 10 |")
+    assert "| 30.0 | 0.95 |" in table[-1]  # ceiling with 10 workers and 3 rng, ratio
+    speedups = report.speedups()
+    assert [w for w, _, _ in speedups] == [1, 10]
+    ten = speedups[1]
+    assert ten[2] == pytest.approx(3.0)  # 30 / 10
+    assert ten[1] == pytest.approx(ten[2], rel=0.05)
+    assert "| 10 |" in bench_model.speedup_table(report)
+    text = bench_model.markdown(report)
+    assert "Ceiling = min(W / (0.1 + 0.1 + 0.1) s, R x 1 / 0.1 s); 3 nodes" in text
+
+
+def test_json_is_plain_json_with_every_result() -> None:
+    report = _report()
+    report.measurements.append(
+        bench_model.measure(
+            mode=GLOBAL,
+            rng_tasks=3,
+            workers=2,
+            delays=Delays(0, 0, 0),
+            samples=_steady(5.0, 10),
+        )
+    )
+    document = json.loads(json.dumps(bench_model.to_json(report), allow_nan=False))
+    assert document["format"] == bench_model.JSON_FORMAT
+    assert len(document["results"]) == 5
+    first = document["results"][0]
+    assert first["ceiling"] == pytest.approx(1 / 0.3)
+    assert first["measured_over_ceiling"] == pytest.approx(0.95, rel=0.05)
+    assert len(first["samples"]) == 21
+    assert document["results"][-1]["ceiling"] is None  # unbounded
+    assert document["results"][-1]["measured_over_ceiling"] is None
+    assert [row["workers"] for row in document["global_over_replicated"]] == [1, 10]
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "bench.png"
+    bench_plot.plot(_report(), path)
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    assert len(data) > 20_000
+
+
+def _options(*argv: str) -> bench_rng_modes.Options:
+    args = build_parser().parse_args(["bench", "rng-modes", *argv])
+    return bench_rng_modes.options_from(args)
+
+
+def test_options_add_the_main_worker_count_to_the_sweep() -> None:
+    options = _options("--workers", "7", "--sweep", "5,1", "--duration", "20")
+    assert options.counts == (1, 5, 7)
+    assert options.duration_for(7) == options.duration_for(5) == 20
+    assert _options("--main-duration", "60").duration_for(10) == 60
+    command = bench_rng_modes.command_line(options)
+    assert command.startswith("dockercoins bench rng-modes --workers 7 --sweep 1,5,7")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--workers", "0"], "--workers"),
+        (["--duration", "0"], "--duration"),
+        (["--warmup", "-1"], "--warmup"),
+        (["--interval", "5"], "--interval"),
+        (["--duration", "1", "--interval", "1"], "two /json reads"),
+        (["--webui", "http://192.0.2.1:8000"], "only loopback"),
+        (["--webui", "ftp://127.0.0.1"], "bad --webui"),
+    ],
+)
+def test_bad_options_are_one_clear_error(argv: list[str], message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        _options(*argv)
+
+
+def test_loopback_web_ui_is_allowed() -> None:
+    for url in ("http://127.0.0.1:8000", "http://localhost:8000", "http://127.0.0.5"):
+        bench_rng_modes.check_webui_url(url)
+
+
+def test_plan_starts_in_the_current_mode_and_switches_rng_once() -> None:
+    options = _options("--workers", "2", "--sweep", "1,2")
+    assert bench_rng_modes.plan(options, GLOBAL) == [
+        (GLOBAL, 1),
+        (GLOBAL, 2),
+        (REPLICATED, 2),
+        (REPLICATED, 1),
+    ]
+    assert bench_rng_modes.plan(options, REPLICATED)[0] == (REPLICATED, 1)

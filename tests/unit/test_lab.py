@@ -1,0 +1,233 @@
+"""The lab's pieces that need no lab: names and addresses, the TCP forwarder (real sockets,
+a real detached process), process and mount helpers, and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dockercoins import cli
+from dockercoins.host import mounts, processes
+from dockercoins.lab import forward as labforward
+from dockercoins.lab import forwarder
+from dockercoins.lab import network as labnet
+
+from tests.support.servers import free_port, wait_for
+
+LOOPBACK = "127.0.0.1"
+
+
+# --- names and addresses -----------------------------------------------------------
+
+
+def test_node_names_and_addresses() -> None:
+    assert [labnet.node_name(i) for i in (1, 2, 3)] == ["node1", "node2", "node3"]
+    assert [labnet.node_ip(i) for i in (1, 2, 3)] == [
+        "10.213.47.11",
+        "10.213.47.12",
+        "10.213.47.13",
+    ]
+    assert labnet.node_index("node7") == 7
+    with pytest.raises(ValueError):
+        labnet.node_index("dcbr0")
+
+
+def test_lab_subnet_stays_out_of_docker_default_pools() -> None:
+    lab = ipaddress.ip_network(f"{labnet.HOST_IP}/{labnet.PREFIX_LEN}", strict=False)
+    for pool in ("172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/16"):
+        assert not lab.overlaps(ipaddress.ip_network(pool))
+    node_ips = {labnet.node_ip(i) for i in range(1, labnet.MAX_NODES + 1)}
+    assert all(ipaddress.ip_address(ip) in lab for ip in node_ips)
+    assert labnet.HOST_IP not in node_ips
+
+
+# --- the forwarder -----------------------------------------------------------------
+
+
+def test_parse_address() -> None:
+    assert forwarder.parse_address("10.213.47.11:8000") == ("10.213.47.11", 8000)
+    for bad in ("8000", ":8000", "host:", "host:0", "host:70000", "host:http"):
+        with pytest.raises(ValueError):
+            forwarder.parse_address(bad)
+
+
+class _Echo(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(b"echo:" + self.rfile.read())
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    """A real TCP echo server on loopback: answers `echo:` + everything it read."""
+    server = socketserver.ThreadingTCPServer((LOOPBACK, 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def _through(listen_port: int, payload: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(LOOPBACK, listen_port)
+    writer.write(payload)
+    writer.write_eof()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return answer
+
+
+def test_forwarder_skips_targets_that_refuse(echo_port: int) -> None:
+    refusing = free_port()  # nothing listens there
+
+    async def scenario() -> tuple[bytes, bytes, int]:
+        relay = forwarder.Forwarder([(LOOPBACK, refusing), (LOOPBACK, echo_port)])
+        server = await asyncio.start_server(relay.handle, LOOPBACK, 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            first = await _through(port, b"hello")
+            second = await _through(port, b"x" * 200_000)
+        return first, second, relay.preferred
+
+    first, second, preferred = asyncio.run(scenario())
+    assert first == b"echo:hello"
+    assert second == b"echo:" + b"x" * 200_000
+    assert preferred == 1  # the target that worked is tried first next time
+
+
+def test_forwarder_closes_when_no_target_accepts() -> None:
+    async def scenario() -> bytes:
+        relay = forwarder.Forwarder([(LOOPBACK, free_port())])
+        server = await asyncio.start_server(relay.handle, LOOPBACK, 0)
+        async with server:
+            return await _through(server.sockets[0].getsockname()[1], b"anyone?")
+
+    assert asyncio.run(scenario()) == b""
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DOCKERCOINS_STATE", str(tmp_path))
+    return tmp_path
+
+
+def test_forwarder_process_starts_forwards_and_stops(state_dir: Path, echo_port: int) -> None:
+    port = free_port()
+    targets = [f"{LOOPBACK}:{free_port()}", f"{LOOPBACK}:{echo_port}"]
+    try:
+        assert labforward.start(port, targets)
+        pid = labforward.running_pid()
+        assert pid is not None
+        assert asyncio.run(_through(port, b"via process")) == b"echo:via process"
+        assert labforward.start(port, targets)  # same port and targets: kept as it is
+        assert labforward.running_pid() == pid
+        assert labforward.start(port, targets[1:])  # other targets: started again
+        assert labforward.running_pid() not in (None, pid)
+        assert asyncio.run(_through(port, b"again")) == b"echo:again"
+    finally:
+        labforward.stop()
+    assert labforward.running_pid() is None
+    wait_for(lambda: not processes.is_alive(pid), timeout=10)
+
+
+def test_forwarder_port_taken_is_one_warning(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert not labforward.start(port, [f"{LOOPBACK}:{free_port()}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"warning: 127.0.0.1:{port} is already taken")
+    assert labforward.running_pid() is None
+
+
+# --- processes and mounts ----------------------------------------------------------
+
+
+def test_processes_stop_and_zombies_count_as_dead(tmp_path: Path) -> None:
+    sleeper = subprocess.Popen(["sleep", "60"])
+    pidfile = tmp_path / "sleep.pid"
+    pidfile.write_text(f"{sleeper.pid}\n")
+    assert processes.pidfile_process(pidfile, "sleep") == sleeper.pid
+    assert processes.pidfile_process(pidfile, "dockerd") is None  # not what we expect: leave it
+    processes.stop([sleeper.pid], timeout=5)
+    assert not processes.is_alive(sleeper.pid)
+    quick = subprocess.Popen(["true"])
+    wait_for(lambda: not processes.is_alive(quick.pid), timeout=10)  # exited, not reaped
+    assert processes.read_pidfile(tmp_path / "missing.pid") is None
+
+
+def test_mounts_helpers(tmp_path: Path) -> None:
+    assert mounts._unescape(r"/a\040b/c\011d") == "/a b/c\td"
+    assert mounts.mounts_under(tmp_path) == []
+    assert mounts.unmount_all_under(tmp_path / "missing") == []
+    assert "/proc" in mounts.mounts_under(Path("/proc"))
+
+
+# --- the CLI's errors ----------------------------------------------------------------
+
+
+def test_lab_bad_node_count_is_one_line(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["lab", "up", "--nodes", "0"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "dockercoins: error: --nodes must be between 1 and 9, got 0"
+    )
+
+
+def test_lab_status_without_a_lab(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["lab", "status"]) == 1
+    assert "no lab is up" in capsys.readouterr().err
+
+
+def test_lab_needs_root(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to another user")
+    tmp_path.chmod(0o777)
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "dockercoins",
+            "lab",
+            "up",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DOCKERCOINS_STATE": str(tmp_path), "HOME": str(tmp_path)},
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "dockercoins: error: the lab needs root (network namespaces, bridges, dockerd): run as root"
+    ]
+
+
+def test_lab_help_on_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["lab"], ["lab", "up"], ["lab", "status"], ["lab", "down"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*command, "--help"])
+        assert exit_info.value.code == 0
+    shown = capsys.readouterr().out
+    assert "--purge" in shown
+    assert "--forward-port" in shown
+    assert "--nodes" in shown

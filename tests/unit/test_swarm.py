@@ -1,0 +1,349 @@
+"""Swarm specs, modes, replica parsing and IP_VS detection: pure functions, no daemon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dockercoins.errors import UserError
+from dockercoins.swarm import operations as swarm
+from dockercoins.swarm.ipvs import ipvs_available
+from dockercoins.swarm.operations import Node, Progress, describe_stuck, progress, status_lines
+from dockercoins.swarm.specs import (
+    Images,
+    Modes,
+    mode_of,
+    normal_image,
+    parse_env_overrides,
+    parse_scale_args,
+    replicas_of,
+    resolve_modes,
+    service_spec,
+    spec_changes,
+    updated_spec,
+    with_mode,
+)
+
+IMAGES = Images("10.9.0.1:5000", "dockercoins", "v1")
+NO_IPVS = Modes(endpoint="dnsrr", publish="host")
+IPVS = Modes(endpoint="vip", publish="ingress")
+
+
+# ---------------------------------------------------------------- IP_VS
+
+
+def test_ipvs_absent_without_proc_entry(tmp_path: Path) -> None:
+    (tmp_path / "sys" / "net" / "ipv4").mkdir(parents=True)
+    assert ipvs_available(tmp_path) is False
+
+
+def test_ipvs_present_with_proc_entry(tmp_path: Path) -> None:
+    (tmp_path / "sys" / "net" / "ipv4" / "vs").mkdir(parents=True)
+    assert ipvs_available(tmp_path) is True
+
+
+def test_auto_modes_follow_ipvs() -> None:
+    assert resolve_modes("auto", "auto", ipvs=False) == NO_IPVS
+    assert resolve_modes("auto", "auto", ipvs=True) == IPVS
+
+
+def test_forced_modes_win_over_detection() -> None:
+    assert resolve_modes("vip", "ingress", ipvs=False) == IPVS
+    assert resolve_modes("dnsrr", "host", ipvs=True) == NO_IPVS
+    assert resolve_modes("vip", "host", ipvs=False) == Modes("vip", "host")
+
+
+def test_dnsrr_with_ingress_is_refused() -> None:
+    with pytest.raises(UserError, match="needs --publish-mode host"):
+        resolve_modes("dnsrr", "ingress", ipvs=True)
+    with pytest.raises(UserError, match="needs --publish-mode host"):
+        resolve_modes("auto", "ingress", ipvs=False)
+
+
+def test_unknown_mode_is_refused() -> None:
+    with pytest.raises(UserError, match="endpoint mode"):
+        resolve_modes("round-robin", "auto", ipvs=True)
+
+
+# ---------------------------------------------------------------- specs
+
+
+def test_image_refs_and_redis() -> None:
+    assert IMAGES.ref("rng") == "10.9.0.1:5000/dockercoins/rng:v1"
+    assert IMAGES.ref("redis") == "redis"
+    pinned = Images("r:5000", "ns", "latest", {"rng": "r:5000/ns/rng:latest@sha256:ab"})
+    assert pinned.ref("rng") == "r:5000/ns/rng:latest@sha256:ab"
+    assert pinned.ref("worker") == "r:5000/ns/worker:latest"
+
+
+def test_webui_without_ipvs_is_dnsrr_and_host_published() -> None:
+    spec = service_spec("webui", IMAGES, NO_IPVS, "net1")
+    assert spec["Name"] == "webui"
+    assert spec["EndpointSpec"] == {
+        "Mode": "dnsrr",
+        "Ports": [
+            {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8000, "PublishMode": "host"}
+        ],
+    }
+    assert spec["TaskTemplate"]["Networks"] == [{"Target": "net1"}]
+    assert spec["TaskTemplate"]["ContainerSpec"]["Image"] == "10.9.0.1:5000/dockercoins/webui:v1"
+
+
+def test_webui_with_ipvs_keeps_swarm_defaults() -> None:
+    spec = service_spec("webui", IMAGES, IPVS, "net1")
+    assert spec["EndpointSpec"]["Mode"] == "vip"
+    assert spec["EndpointSpec"]["Ports"][0]["PublishMode"] == "ingress"
+
+
+@pytest.mark.parametrize("name", ["redis", "hasher", "rng", "worker"])
+def test_only_webui_publishes(name: str) -> None:
+    for modes in (NO_IPVS, IPVS):
+        spec = service_spec(name, IMAGES, modes, "net1")
+        assert "Ports" not in spec["EndpointSpec"]
+        assert spec["EndpointSpec"]["Mode"] == modes.endpoint
+
+
+def test_worker_replicas_and_env() -> None:
+    spec = service_spec(
+        "worker", IMAGES, NO_IPVS, "n", replicas=10, env={"WORKER_DELAY": "0", "A": "1"}
+    )
+    assert replicas_of(spec) == 10
+    assert mode_of(spec) == "replicated"
+    assert spec["TaskTemplate"]["ContainerSpec"]["Env"] == ["A=1", "WORKER_DELAY=0"]
+
+
+def test_unknown_service_spec_is_refused() -> None:
+    with pytest.raises(UserError, match="unknown service"):
+        service_spec("miner", IMAGES, NO_IPVS, "n")
+
+
+def _as_read_back(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the daemon returns for a spec: defaults filled in, extra fields."""
+    back = updated_spec(spec, spec, with_scale=True)
+    back["TaskTemplate"]["ContainerSpec"]["Isolation"] = "default"
+    back["TaskTemplate"]["ForceUpdate"] = 0
+    back["TaskTemplate"]["Runtime"] = "container"
+    back["UpdateConfig"] = {"Parallelism": 1, "FailureAction": "pause"}
+    return back
+
+
+def test_same_spec_read_back_has_no_changes() -> None:
+    spec = service_spec("rng", IMAGES, NO_IPVS, "n")
+    assert spec_changes(_as_read_back(spec), spec, with_scale=True) == []
+
+
+def test_vip_default_is_missing_mode() -> None:
+    spec = service_spec("hasher", IMAGES, IPVS, "n")
+    back = _as_read_back(spec)
+    back["EndpointSpec"] = {}  # the daemon may omit the default mode
+    assert spec_changes(back, spec, with_scale=False) == []
+
+
+def test_image_without_tag_means_latest() -> None:
+    spec = service_spec("redis", IMAGES, NO_IPVS, "n")
+    by_cli = _as_read_back(spec)
+    by_cli["TaskTemplate"]["ContainerSpec"]["Image"] = "redis:latest"  # `docker service create`
+    assert spec_changes(by_cli, spec, with_scale=False) == []
+    by_cli["TaskTemplate"]["ContainerSpec"]["Image"] = "redis:7"
+    assert spec_changes(by_cli, spec, with_scale=False) == ["image"]
+    assert normal_image("10.9.0.1:5000/ns/rng") == "10.9.0.1:5000/ns/rng:latest"
+    assert normal_image("10.9.0.1:5000/ns/rng@sha256:ab") == "10.9.0.1:5000/ns/rng@sha256:ab"
+
+
+def test_changes_are_named() -> None:
+    old = _as_read_back(service_spec("webui", IMAGES, IPVS, "n"))
+    new = service_spec("webui", Images("r:5000", "ns", "v2"), NO_IPVS, "n")
+    assert spec_changes(old, new, with_scale=False) == ["image", "endpoint mode", "ports"]
+
+
+def test_scale_is_kept_unless_asked() -> None:
+    current = _as_read_back(service_spec("worker", IMAGES, NO_IPVS, "n", replicas=10))
+    desired = service_spec("worker", IMAGES, NO_IPVS, "n", replicas=1)
+    assert spec_changes(current, desired, with_scale=False) == []
+    assert spec_changes(current, desired, with_scale=True) == ["replicas"]
+    kept = updated_spec(current, desired, with_scale=False)
+    assert replicas_of(kept) == 10
+    assert kept["UpdateConfig"] == {"Parallelism": 1, "FailureAction": "pause"}
+
+
+def test_update_removes_env_no_longer_wanted() -> None:
+    current = _as_read_back(service_spec("rng", IMAGES, NO_IPVS, "n", env={"ACCESS_LOG": "1"}))
+    desired = service_spec("rng", IMAGES, NO_IPVS, "n")
+    assert spec_changes(current, desired, with_scale=False) == ["env"]
+    assert "Env" not in updated_spec(current, desired, False)["TaskTemplate"]["ContainerSpec"]
+
+
+def test_with_mode_keeps_everything_else() -> None:
+    current = _as_read_back(service_spec("rng", IMAGES, NO_IPVS, "n", env={"ACCESS_LOG": "1"}))
+    global_spec = with_mode(current, "global", 1)
+    assert mode_of(global_spec) == "global"
+    assert replicas_of(global_spec) is None
+    assert global_spec["TaskTemplate"] == current["TaskTemplate"]
+    assert global_spec["EndpointSpec"] == current["EndpointSpec"]
+    assert replicas_of(with_mode(global_spec, "replicated", 3)) == 3
+    assert mode_of(current) == "replicated"  # the original is not modified
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def test_parse_scale_args() -> None:
+    assert parse_scale_args(["worker=10", "rng=3"]) == {"worker": 10, "rng": 3}
+    assert parse_scale_args(["hasher=0"]) == {"hasher": 0}
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ([], "nothing to scale"),
+        (["worker"], "expected SERVICE=REPLICAS"),
+        (["miner=3"], "unknown service 'miner'"),
+        (["worker=-1"], "bad replica count '-1'"),
+        (["worker=ten"], "bad replica count 'ten'"),
+        (["worker=2.5"], "bad replica count '2.5'"),
+        (["worker="], "bad replica count ''"),
+    ],
+)
+def test_parse_scale_args_refuses(items: list[str], message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        parse_scale_args(items)
+
+
+def test_parse_env_overrides() -> None:
+    assert parse_env_overrides(["rng:ACCESS_LOG=1", "rng:X=a=b", "worker:D="]) == {
+        "rng": {"ACCESS_LOG": "1", "X": "a=b"},
+        "worker": {"D": ""},
+    }
+    assert parse_env_overrides(None) == {}
+    for bad in ("ACCESS_LOG=1", "rng:ACCESS_LOG", "miner:A=1", "rng:1A=2"):
+        with pytest.raises(UserError):
+            parse_env_overrides([bad])
+
+
+# ---------------------------------------------------------------- progress and status
+
+NODES = [
+    Node("n1", "node1", "ready", "active", "manager", "10.9.0.2"),
+    Node("n2", "node2", "ready", "active", "worker", "10.9.0.3"),
+    Node("n3", "node3", "down", "active", "worker", "10.9.0.4"),
+]
+
+
+def _service(name: str, spec: dict[str, Any], update: str | None = None) -> dict[str, Any]:
+    raw: dict[str, Any] = {"ID": f"id-{name}", "Spec": spec, "Version": {"Index": 1}}
+    if update:
+        raw["UpdateStatus"] = {"State": update}
+    return raw
+
+
+def _task(
+    node: str,
+    state: str,
+    desired: str = "running",
+    *,
+    err: str = "",
+    ts: str = "1",
+    image: str = "10.9.0.1:5000/dockercoins/rng:v1",
+) -> Any:
+    status: dict[str, Any] = {"State": state, "Timestamp": ts}
+    if err:
+        status["Err"] = err
+    spec = {"ContainerSpec": {"Image": image}}
+    return {"NodeID": node, "DesiredState": desired, "Status": status, "Spec": spec}
+
+
+WORKER_IMAGE = "10.9.0.1:5000/dockercoins/worker:v1"
+
+
+def test_progress_counts_running_tasks_on_ready_nodes() -> None:
+    rng = _service("rng", with_mode(service_spec("rng", IMAGES, NO_IPVS, "n"), "global", 1))
+    worker = _service("worker", service_spec("worker", IMAGES, NO_IPVS, "n", replicas=3))
+    tasks = {
+        "rng": [_task("n1", "running"), _task("n2", "running"), _task("n3", "running")],
+        "worker": [
+            _task("n1", "running", image=WORKER_IMAGE),
+            _task("n2", "preparing", image=WORKER_IMAGE),
+            _task("n1", "running", desired="shutdown", image=WORKER_IMAGE),
+        ],
+    }
+    states = progress({"rng": rng, "worker": worker}, tasks, NODES)
+    # global: one per ready node (node3 is down); worker: one truly running of three
+    assert states == [Progress("rng", 2, 2, False), Progress("worker", 1, 3, False)]
+    assert states[0].done
+    assert not states[1].done
+    assert str(states[1]) == "worker 1/3"
+
+
+def test_progress_waits_for_rolling_update() -> None:
+    hasher_image = "10.9.0.1:5000/dockercoins/hasher:v1"
+    hasher = _service("hasher", service_spec("hasher", IMAGES, NO_IPVS, "n"), "updating")
+    tasks = {"hasher": [_task("n1", "running", image=hasher_image)]}
+    [state] = progress({"hasher": hasher}, tasks, NODES)
+    assert not state.done
+    assert str(state) == "hasher 1/1 (updating)"
+
+
+def test_progress_does_not_count_tasks_of_the_previous_spec() -> None:
+    # just after an update, before the swarm reports it as updating: the old task runs
+    worker = _service("worker", service_spec("worker", IMAGES, NO_IPVS, "n"))
+    old = _task("n1", "running", image="10.9.0.1:5000/dockercoins/worker:v0")
+    [state] = progress({"worker": worker}, {"worker": [old]}, NODES)
+    assert state == Progress("worker", 0, 1, False)
+
+
+def test_describe_stuck_names_latest_errors() -> None:
+    tasks = [
+        _task("n2", "rejected", "shutdown", err="No such image: r/ns/rng:v1", ts="2"),
+        _task("n1", "rejected", "shutdown", err="No such image: r/ns/rng:v1", ts="1"),
+        _task("n1", "preparing", ts="3"),
+        _task("n2", "running", ts="4"),
+    ]
+    assert describe_stuck("rng", tasks, NODES) == [
+        "rng task preparing on node1",
+        "rng task rejected on node2, node1: No such image: r/ns/rng:v1",
+    ]
+
+
+def test_status_lines_show_services_and_tasks_per_node() -> None:
+    services = {
+        "rng": _service("rng", with_mode(service_spec("rng", IMAGES, NO_IPVS, "n"), "global", 1)),
+        "worker": _service("worker", service_spec("worker", IMAGES, NO_IPVS, "n", replicas=3)),
+    }
+    tasks = {
+        "rng": [_task("n1", "running"), _task("n2", "running")],
+        "worker": [
+            _task("n1", "running", image=WORKER_IMAGE),
+            _task("n2", "running", image=WORKER_IMAGE),
+            _task("n2", "running", image=WORKER_IMAGE),
+        ],
+    }
+    lines = status_lines(services, tasks, NODES)
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line}
+    assert rows["rng"][:2] == ["global", "2/2"]
+    assert rows["worker"][:2] == ["replicated", "3/3"]
+    assert rows["redis"][:3] == ["-", "not", "deployed"]
+    node2 = next(line for line in lines if line.startswith("node2"))
+    # columns: redis hasher rng webui worker
+    assert node2.split()[3:] == ["0", "0", "1", "0", "2"]
+
+
+def test_rate_between_changes_spans_whole_counter_steps() -> None:
+    # one worker at ~3.3 hashes/s flushing once a second: steps of 3 or 4 every 1.0 s,
+    # polled every 0.2 s; two samples 1.5 s apart would say 2.0 or 4.0
+    samples = [(100.0 + 0.2 * i, 0) for i in range(3)]  # 100.0 .. 100.4: no step yet
+    steps = {100.5: 3, 101.5: 7, 102.5: 10, 103.5: 13}  # flush instants -> new counter
+    counter = 0
+    for i in range(3, 20):
+        now = 100.0 + 0.2 * i
+        counter = max([v for t, v in steps.items() if t <= now], default=counter)
+        samples.append((now, counter))
+    rate = swarm.rate_between_changes(samples)
+    assert rate is not None
+    assert 3.0 <= rate <= 3.6  # 10 hashes over the 3.0 s between the first and last step
+
+
+def test_rate_between_changes_needs_two_steps() -> None:
+    assert swarm.rate_between_changes([(1.0, 5), (2.0, 5), (3.0, 5)]) is None
+    assert swarm.rate_between_changes([(1.0, 5), (2.0, 8), (3.0, 8)]) is None
+    assert swarm.rate_between_changes([]) is None

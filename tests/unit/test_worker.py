@@ -1,0 +1,326 @@
+"""Worker pieces on their own: settings, URL targets, address rotation, connection
+retirement (against a throwaway aiohttp server in the test), outage logging, the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from aiohttp import web
+from spread_http import AddressBook, RequestFailed, Resolver, SpreadingClient, Target
+from worker import Ledger, Outage, Settings, redacted, valid_digest
+
+from tests.support.servers import free_port
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def resolver_of(answers: list[list[str]]) -> tuple[Resolver, list[str]]:
+    """A resolver that returns the given lists in turn (the last one forever) and records
+    the names it was asked for."""
+    asked: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return answers[min(len(asked) - 1, len(answers) - 1)]
+
+    return resolve, asked
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+def test_settings_defaults_match_the_design() -> None:
+    settings = Settings.from_env({})
+    assert settings.rng_url == "http://rng/32"
+    assert settings.hasher_url == "http://hasher/"
+    assert settings.redis_url == "redis://redis:6379/0"
+    assert settings.delay == 0.1
+    assert settings.concurrency == 1
+    assert settings.heartbeat == "/tmp/worker-heartbeat"
+    assert settings.stats is False
+
+
+def test_settings_read_from_env() -> None:
+    settings = Settings.from_env(
+        {
+            "RNG_URL": "http://10.0.0.5:81/16",
+            "WORKER_DELAY": "0",
+            "WORKER_CONCURRENCY": "32",
+            "WORKER_STATS": "1",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert (settings.rng_url, settings.delay, settings.concurrency) == (
+        "http://10.0.0.5:81/16",
+        0.0,
+        32,
+    )
+    assert settings.stats is True
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WORKER_DELAY", "fast"),
+        ("WORKER_DELAY", "-1"),
+        ("WORKER_DELAY", "nan"),
+        ("WORKER_CONCURRENCY", "0"),
+        ("WORKER_CONCURRENCY", "2.5"),
+        ("RNG_URL", "ftp://rng/32"),
+        ("HASHER_URL", "http:///"),
+        ("REDIS_URL", "http://redis"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_bad_settings_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: value})
+
+
+# --- targets and address rotation -----------------------------------------------------------
+
+
+def test_target_keeps_name_port_path_and_query() -> None:
+    target = Target.parse("http://rng:8001/32?x=1")
+    assert (target.host, target.port, target.path, target.query) == ("rng", 8001, "/32", "x=1")
+    assert target.host_header == "rng:8001"
+    assert str(target.url_for("10.0.0.7")) == "http://10.0.0.7:8001/32?x=1"
+    assert str(target.url_for("fd00::7")) == "http://[fd00::7]:8001/32?x=1"
+    assert Target.parse("http://hasher/").port == 80
+    assert Target.parse("http://hasher").path == "/"
+
+
+def test_rotation_is_round_robin_over_every_address() -> None:
+    async def scenario() -> list[str]:
+        resolve, _ = resolver_of([["10.0.0.3", "10.0.0.1", "10.0.0.2"]])
+        book = AddressBook(Target.parse("http://rng/32"), resolve, ttl=1.0, clock=FakeClock())
+        await book.refresh()
+        return [book.next_address() for _ in range(9)]
+
+    picked = asyncio.run(scenario())
+    assert Counter(picked) == {"10.0.0.1": 3, "10.0.0.2": 3, "10.0.0.3": 3}
+    assert picked[:3] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+
+
+def test_address_list_is_cached_for_ttl_then_resolved_again() -> None:
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        clock = FakeClock()
+        resolve, asked = resolver_of([["10.0.0.1"], ["10.0.0.1", "10.0.0.2"]])
+        book = AddressBook(Target.parse("http://rng/32"), resolve, ttl=1.0, clock=clock)
+        await book.refresh()
+        first = [book.next_address() for _ in range(4)]
+        clock.now += 0.5
+        await book.refresh()  # still fresh: not asked again
+        assert len(asked) == 1
+        clock.now += 0.6
+        await book.refresh()  # stale: a new instance shows up
+        second = [book.next_address() for _ in range(4)]
+        return first, second, asked
+
+    first, second, asked = asyncio.run(scenario())
+    assert set(first) == {"10.0.0.1"}
+    assert set(second) == {"10.0.0.1", "10.0.0.2"}
+    assert asked == ["rng", "rng"]
+
+
+def test_an_address_marked_down_is_skipped_until_the_next_resolution() -> None:
+    async def scenario() -> tuple[set[str], set[str]]:
+        clock = FakeClock()
+        resolve, _ = resolver_of([["10.0.0.1", "10.0.0.2"]])
+        book = AddressBook(Target.parse("http://rng/32"), resolve, ttl=1.0, clock=clock)
+        await book.refresh()
+        book.mark_down("10.0.0.1")
+        while_down = {book.next_address() for _ in range(4)}
+        clock.now += 2
+        await book.refresh()
+        after = {book.next_address() for _ in range(4)}
+        return while_down, after
+
+    while_down, after = asyncio.run(scenario())
+    assert while_down == {"10.0.0.2"}
+    assert after == {"10.0.0.1", "10.0.0.2"}
+
+
+def test_an_ip_literal_is_never_resolved() -> None:
+    async def scenario() -> list[str]:
+        resolve, asked = resolver_of([["10.9.9.9"]])
+        book = AddressBook(Target.parse("http://127.0.0.1:8001/32"), resolve)
+        await book.refresh()
+        assert book.next_address() == "127.0.0.1"
+        return asked
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_a_name_that_does_not_resolve_is_a_request_failure() -> None:
+    async def scenario() -> None:
+        async def broken(host: str, port: int) -> list[str]:
+            raise OSError("Name or service not known")
+
+        book = AddressBook(Target.parse("http://rng/32"), broken)
+        await book.refresh()
+
+    with pytest.raises(RequestFailed, match="cannot resolve rng"):
+        asyncio.run(scenario())
+
+
+# --- the client against a throwaway server in the test ---------------------------------------
+
+
+@asynccontextmanager
+async def counting_servers(
+    hosts: list[str],
+) -> AsyncIterator[tuple[int, Counter[str], set[str], set[str]]]:
+    """aiohttp servers on every host (same port), counting requests per server address and
+    the distinct client connections (peer host:port) seen, and the Host headers."""
+    port = free_port()
+    per_server: Counter[str] = Counter()
+    connections: set[str] = set()
+    host_headers: set[str] = set()
+
+    async def handle(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        sockname = request.transport.get_extra_info("sockname")
+        peer = request.transport.get_extra_info("peername")
+        per_server[str(sockname[0])] += 1
+        connections.add(f"{peer[0]}:{peer[1]}")
+        host_headers.add(request.headers.get("Host", ""))
+        body = await request.read()
+        return web.Response(body=body or b"x" * 32)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    for host in hosts:
+        await web.TCPSite(runner, host, port).start()
+    try:
+        yield port, per_server, connections, host_headers
+    finally:
+        await runner.cleanup()
+
+
+def test_client_spreads_requests_over_two_real_servers_and_keeps_the_host_header() -> None:
+    async def scenario() -> tuple[Counter[str], int, set[str]]:
+        servers = counting_servers(["127.0.0.1", "127.0.0.2"])
+        async with servers as (port, per_server, conns, host_headers):
+            resolve, _ = resolver_of([["127.0.0.1", "127.0.0.2"]])
+            client = SpreadingClient(resolve=resolve, max_age=3600)
+            target = Target.parse(f"http://rng:{port}/32")
+            try:
+                for _ in range(20):
+                    assert len(await client.request("GET", target)) == 32
+            finally:
+                await client.close()
+            return Counter(per_server), len(conns), host_headers
+
+    per_server, connections, host_headers = asyncio.run(scenario())
+    assert per_server == {"127.0.0.1": 10, "127.0.0.2": 10}
+    assert connections == 2  # kept alive: one connection per address
+    assert len(host_headers) == 1
+    assert host_headers.pop().startswith("rng:")
+
+
+def test_connections_are_retired_after_max_age() -> None:
+    """One address (like a swarm VIP): connections must not live forever."""
+
+    async def scenario() -> tuple[int, int]:
+        async with counting_servers(["127.0.0.1"]) as (port, _, conns, _h):
+            clock = FakeClock()
+            client = SpreadingClient(max_age=1.0, clock=clock)
+            target = Target.parse(f"http://127.0.0.1:{port}/32")
+            try:
+                for _ in range(5):
+                    await client.request("GET", target)
+                kept_alive = len(conns)
+                for _ in range(3):
+                    clock.now += 1.5
+                    for _ in range(5):
+                        await client.request("GET", target)
+            finally:
+                await client.close()
+            return kept_alive, len(conns)
+
+    kept_alive, total = asyncio.run(scenario())
+    assert kept_alive == 1
+    assert total == 4
+
+
+def test_refused_address_is_skipped_within_the_same_request() -> None:
+    async def scenario() -> Counter[str]:
+        async with counting_servers(["127.0.0.1"]) as (port, per_server, _c, _h):
+            resolve, _ = resolver_of([["127.0.0.1", "127.0.0.3"]])  # nothing on 127.0.0.3
+            client = SpreadingClient(resolve=resolve)
+            target = Target.parse(f"http://rng:{port}/32")
+            try:
+                for _ in range(6):
+                    await client.request("GET", target)
+            finally:
+                await client.close()
+            return Counter(per_server)
+
+    assert asyncio.run(scenario()) == {"127.0.0.1": 6}
+
+
+def test_non_200_and_refused_connection_are_request_failures() -> None:
+    async def scenario() -> None:
+        client = SpreadingClient(timeout=2)
+        try:
+            with pytest.raises(RequestFailed, match=r"127\.0\.0\.1"):
+                await client.request("GET", Target.parse(f"http://127.0.0.1:{free_port()}/32"))
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+# --- outage logging, ledger --------------------------------------------------------------------
+
+
+def test_outage_logs_once_when_it_starts_and_once_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="worker")
+    outage = Outage("rng", backoff_max=2.0)
+    delays = [outage.failed("connection refused") for _ in range(12)]
+    outage.succeeded()
+    outage.succeeded()
+    messages = [record.getMessage() for record in caplog.records]
+    assert len([m for m in messages if "rng failing" in m]) == 1
+    assert len([m for m in messages if "rng is back" in m and "12 failed attempts" in m]) == 1
+    assert delays[0] < delays[1] < delays[2]
+    assert max(delays) == 2.0
+    assert delays == sorted(delays)
+
+
+def test_ledger_owes_every_loop_and_every_coin_until_written() -> None:
+    ledger = Ledger()
+    ledger.record("0" + "a" * 63, b"coin")
+    ledger.record("f" * 64, b"nothing")
+    assert (ledger.loops, ledger.owed_hashes, ledger.coins) == (2, 2, 1)
+    assert ledger.owed_coins == {"0" + "a" * 63: b"coin"}
+
+
+def test_valid_digest() -> None:
+    assert valid_digest("0" * 64)
+    assert not valid_digest("0" * 63)
+    assert not valid_digest("G" * 64)
+    assert not valid_digest("<html>" + "0" * 58)
+
+
+def test_redis_password_is_not_logged() -> None:
+    assert redacted("redis://:s3cret@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert redacted("redis://me:s3cret@redis/0") == "redis://me:***@redis/0"
+    assert redacted("redis://redis:6379/0") == "redis://redis:6379/0"
