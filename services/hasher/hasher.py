@@ -1,8 +1,8 @@
 """hasher: POST / answers the lowercase hex sha256 of the body, slowly but many at once.
 
-Settings (environment): HOST (0.0.0.0), PORT (80), HASHER_DELAY (0.1 s per answer; requests
-are not serialised), HASHER_MAX_BYTES (1048576; a larger body gets 413 without being read
-into memory), LOG_LEVEL (INFO), ACCESS_LOG (0).
+Settings (environment, read and checked in hasher_settings.py): HOST (0.0.0.0), PORT (80),
+HASHER_DELAY (0.1 s per answer; requests are not serialised), HASHER_MAX_BYTES (1048576; a
+larger body gets 413 without being read into memory), LOG_LEVEL (INFO), ACCESS_LOG (0).
 """
 
 from __future__ import annotations
@@ -10,86 +10,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import re
 import socket
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from hasher_settings import Settings
 from starlette.requests import ClientDisconnect
 
 log = logging.getLogger("hasher")
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _DIGITS = re.compile(r"[0-9]+")
-
-
-def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{name}={raw!r} must be a finite number >= 0")
-    return value
-
-
-def _env_int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not _DIGITS.fullmatch(raw) or int(raw) < minimum:
-        raise ValueError(f"{name}={raw!r} must be an integer >= {minimum}")
-    return int(raw)
-
-
-def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name}={raw!r} must be 1/0, true/false, yes/no or on/off")
-
-
-def _env_log_level(env: Mapping[str, str]) -> str:
-    level = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
-    if level not in LOG_LEVELS:
-        raise ValueError(f"LOG_LEVEL={level!r} must be one of {', '.join(LOG_LEVELS)}")
-    return level
-
-
-@dataclass(frozen=True)
-class Settings:
-    host: str = "0.0.0.0"
-    port: int = 80
-    delay: float = 0.1
-    max_bytes: int = 1048576
-    log_level: str = "INFO"
-    access_log: bool = False
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Every setting of the service, read once; ValueError names the bad variable."""
-        return cls(
-            host=env.get("HOST", "").strip() or cls.host,
-            port=_env_int(env, "PORT", cls.port, minimum=1),
-            delay=_env_float(env, "HASHER_DELAY", cls.delay),
-            max_bytes=_env_int(env, "HASHER_MAX_BYTES", cls.max_bytes, minimum=0),
-            log_level=_env_log_level(env),
-            access_log=_env_bool(env, "ACCESS_LOG", cls.access_log),
-        )
 
 
 class BodyError(ValueError):
@@ -157,7 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 def main() -> int:
     try:
-        settings = Settings.from_env(os.environ)
+        settings = Settings.from_env()
     except ValueError as exc:
         logging.basicConfig(format=LOG_FORMAT)
         log.error("bad setting: %s", exc)

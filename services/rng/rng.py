@@ -1,8 +1,8 @@
 """rng: GET /<n> answers n random bytes, slowly and one request at a time on purpose.
 
-Settings (environment): HOST (0.0.0.0), PORT (80), RNG_DELAY (0.1 s per answer),
-RNG_CONCURRENCY (1 answer at a time; the others wait their turn in arrival order),
-RNG_MAX_BYTES (1048576), LOG_LEVEL (INFO), ACCESS_LOG (0).
+Settings (environment, read and checked in rng_settings.py): HOST (0.0.0.0), PORT (80),
+RNG_DELAY (0.1 s per answer), RNG_CONCURRENCY (1 answer at a time; the others wait their turn
+in arrival order), RNG_MAX_BYTES (1048576), LOG_LEVEL (INFO), ACCESS_LOG (0).
 """
 
 from __future__ import annotations
@@ -14,84 +14,17 @@ import re
 import socket
 import sys
 import time
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from rng_settings import Settings
 
 log = logging.getLogger("rng")
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _DIGITS = re.compile(r"[0-9]+")
-
-
-def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{name}={raw!r} must be a finite number >= 0")
-    return value
-
-
-def _env_int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not _DIGITS.fullmatch(raw) or int(raw) < minimum:
-        raise ValueError(f"{name}={raw!r} must be an integer >= {minimum}")
-    return int(raw)
-
-
-def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name}={raw!r} must be 1/0, true/false, yes/no or on/off")
-
-
-def _env_log_level(env: Mapping[str, str]) -> str:
-    level = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
-    if level not in LOG_LEVELS:
-        raise ValueError(f"LOG_LEVEL={level!r} must be one of {', '.join(LOG_LEVELS)}")
-    return level
-
-
-@dataclass(frozen=True)
-class Settings:
-    host: str = "0.0.0.0"
-    port: int = 80
-    delay: float = 0.1
-    concurrency: int = 1
-    max_bytes: int = 1048576
-    log_level: str = "INFO"
-    access_log: bool = False
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Every setting of the service, read once; ValueError names the bad variable."""
-        return cls(
-            host=env.get("HOST", "").strip() or cls.host,
-            port=_env_int(env, "PORT", cls.port, minimum=1),
-            delay=_env_float(env, "RNG_DELAY", cls.delay),
-            concurrency=_env_int(env, "RNG_CONCURRENCY", cls.concurrency, minimum=1),
-            max_bytes=_env_int(env, "RNG_MAX_BYTES", cls.max_bytes, minimum=0),
-            log_level=_env_log_level(env),
-            access_log=_env_bool(env, "ACCESS_LOG", cls.access_log),
-        )
 
 
 class SizeError(ValueError):
@@ -109,10 +42,12 @@ def parse_size(text: str, max_bytes: int) -> int:
 
 
 class FifoGate:
-    """Lets at most `capacity` holders in at once; the others wait in arrival order.
+    """Lets at most `capacity` holders in at once; the others wait in arrival order, never refused.
 
-    A released slot is handed straight to the oldest waiter, so a newcomer can never
-    overtake a request that is already queued.
+    asyncio.Semaphore keeps the queue: on Python 3.11 (checked on 3.11.2 and 3.11.7) release()
+    hands the slot straight to the oldest waiter, so a newcomer cannot overtake a queued
+    request, and a waiter cancelled just as it was handed the slot passes it on. This wrapper
+    adds the counts (`active`, `waiting`) for logs and metrics.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -120,36 +55,22 @@ class FifoGate:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self.active = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-
-    @property
-    def waiting(self) -> int:
-        return sum(1 for waiter in self._waiters if not waiter.done())
+        self.waiting = 0
+        self._slots = asyncio.Semaphore(capacity)
 
     async def acquire(self) -> None:
-        if self.active < self.capacity and not self._waiters:
-            self.active += 1
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        self.waiting += 1
         try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # the slot reached us just as we were cancelled: pass it on
-            else:
-                self._waiters.remove(waiter)
-            raise
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.active += 1
 
     def release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot moves to the waiter; `active` is unchanged
-                return
         if self.active <= 0:
             raise RuntimeError("release() without acquire()")
         self.active -= 1
+        self._slots.release()
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -194,7 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 def main() -> int:
     try:
-        settings = Settings.from_env(os.environ)
+        settings = Settings.from_env()
     except ValueError as exc:
         logging.basicConfig(format=LOG_FORMAT)
         log.error("bad setting: %s", exc)

@@ -4,23 +4,20 @@ GET / redirects to /index.html; GET /json answers {"coins": HLEN wallet, "hashes
 (0 when unset), "now": Unix time}; 503 with a JSON error while Redis is unreachable. The
 page and its assets (the vendored chart library too) are static files from ./static.
 
-Settings (environment): HOST (0.0.0.0), PORT (80), REDIS_URL (redis://redis:6379/0),
-REDIS_TIMEOUT (1.0 s, connect and reply), LOG_LEVEL (INFO), ACCESS_LOG (0).
+Settings (environment, read and checked in webui_settings.py): HOST (0.0.0.0), PORT (80),
+REDIS_URL (redis://redis:6379/0), REDIS_TIMEOUT (1.0 s, connect and reply), LOG_LEVEL (INFO),
+ACCESS_LOG (0).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import FastAPI
@@ -30,94 +27,13 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from webui_settings import Settings, redacted_url
 
 log = logging.getLogger("webui")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 NO_STORE = {"Cache-Control": "no-store"}
-_DIGITS = re.compile(r"[0-9]+")
-
-
-def _env_float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-    if not value >= minimum or value == float("inf"):
-        raise ValueError(f"{name}={raw!r} must be a finite number >= {minimum}")
-    return value
-
-
-def _env_int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not _DIGITS.fullmatch(raw) or int(raw) < minimum:
-        raise ValueError(f"{name}={raw!r} must be an integer >= {minimum}")
-    return int(raw)
-
-
-def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name}={raw!r} must be 1/0, true/false, yes/no or on/off")
-
-
-def _env_log_level(env: Mapping[str, str]) -> str:
-    level = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
-    if level not in LOG_LEVELS:
-        raise ValueError(f"LOG_LEVEL={level!r} must be one of {', '.join(LOG_LEVELS)}")
-    return level
-
-
-def _env_redis_url(env: Mapping[str, str]) -> str:
-    url = env.get("REDIS_URL", "").strip() or Settings.redis_url
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
-        raise ValueError(f"REDIS_URL={redacted_url(url)!r} must look like redis://HOST:PORT/DB")
-    return url
-
-
-def redacted_url(url: str) -> str:
-    """The URL without its password, fit for a log line."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return parts._replace(netloc=user + netloc).geturl()
-
-
-@dataclass(frozen=True)
-class Settings:
-    host: str = "0.0.0.0"
-    port: int = 80
-    redis_url: str = "redis://redis:6379/0"
-    redis_timeout: float = 1.0
-    log_level: str = "INFO"
-    access_log: bool = False
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Every setting of the service, read once; ValueError names the bad variable."""
-        return cls(
-            host=env.get("HOST", "").strip() or cls.host,
-            port=_env_int(env, "PORT", cls.port, minimum=1),
-            redis_url=_env_redis_url(env),
-            redis_timeout=_env_float(env, "REDIS_TIMEOUT", cls.redis_timeout, minimum=0.01),
-            log_level=_env_log_level(env),
-            access_log=_env_bool(env, "ACCESS_LOG", cls.access_log),
-        )
 
 
 class StatsError(Exception):
@@ -210,7 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 def main() -> int:
     try:
-        settings = Settings.from_env(os.environ)
+        settings = Settings.from_env()
     except ValueError as exc:
         logging.basicConfig(format=LOG_FORMAT)
         log.error("bad setting: %s", exc)

@@ -21,7 +21,7 @@ Health check: while the worker runs, it touches the file WORKER_HEARTBEAT (defau
     HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD python -c \\
       "import os,sys,time; sys.exit(time.time()-os.stat('/tmp/worker-heartbeat').st_mtime>10)"
 
-Settings (environment, read in Settings.from_env only):
+Settings (environment, read and checked in worker_settings.py):
     RNG_URL                 http://rng/32
     HASHER_URL              http://hasher/
     REDIS_URL               redis://redis:6379/0
@@ -46,109 +46,27 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import resource
 import signal
 import string
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from spread_http import RequestFailed, SpreadingClient, Target
+from worker_settings import BACKOFF_START, Settings, redacted_url
 
 log = logging.getLogger("worker")
 
 HEX_DIGITS = frozenset(string.hexdigits.lower())
-BACKOFF_START = 0.05
 HEARTBEAT_INTERVAL = 1.0
 MAX_LATENCY_SAMPLES = 2_000_000
-
-
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if not value >= minimum:  # also rejects NaN
-        raise ValueError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the worker reads from its environment (see the module docstring)."""
-
-    rng_url: str = "http://rng/32"
-    hasher_url: str = "http://hasher/"
-    redis_url: str = "redis://redis:6379/0"
-    delay: float = 0.1
-    concurrency: int = 1
-    flush_interval: float = 1.0
-    backoff_max: float = 2.0
-    http_timeout: float = 10.0
-    dns_ttl: float = 1.0
-    conn_max_age: float = 1.0
-    shutdown_timeout: float = 0.8
-    heartbeat: str = "/tmp/worker-heartbeat"
-    stats: bool = False
-    stats_warmup: float = 0.0
-    log_level: str = "INFO"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Settings from `env` (default os.environ); ValueError names a bad variable."""
-        env = os.environ if env is None else env
-        settings = cls(
-            rng_url=env.get("RNG_URL", cls.rng_url),
-            hasher_url=env.get("HASHER_URL", cls.hasher_url),
-            redis_url=env.get("REDIS_URL", cls.redis_url),
-            delay=_float(env, "WORKER_DELAY", cls.delay),
-            concurrency=_int(env, "WORKER_CONCURRENCY", cls.concurrency),
-            flush_interval=_float(env, "WORKER_FLUSH_INTERVAL", cls.flush_interval, 0.01),
-            backoff_max=_float(env, "WORKER_BACKOFF_MAX", cls.backoff_max, BACKOFF_START),
-            http_timeout=_float(env, "WORKER_HTTP_TIMEOUT", cls.http_timeout, 0.01),
-            dns_ttl=_float(env, "WORKER_DNS_TTL", cls.dns_ttl),
-            conn_max_age=_float(env, "WORKER_CONN_MAX_AGE", cls.conn_max_age),
-            shutdown_timeout=_float(env, "WORKER_SHUTDOWN_TIMEOUT", cls.shutdown_timeout),
-            heartbeat=env.get("WORKER_HEARTBEAT", cls.heartbeat),
-            stats=env.get("WORKER_STATS", "0").strip().lower() in {"1", "true", "yes", "on"},
-            stats_warmup=_float(env, "WORKER_STATS_WARMUP", cls.stats_warmup),
-            log_level=env.get("LOG_LEVEL", cls.log_level).strip().upper() or "INFO",
-        )
-        for name, url in (("RNG_URL", settings.rng_url), ("HASHER_URL", settings.hasher_url)):
-            try:
-                Target.parse(url)
-            except ValueError as error:
-                raise ValueError(f"{name}: {error}") from None
-        if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"REDIS_URL must be a redis:// URL, got {settings.redis_url!r}")
-        if settings.log_level not in logging.getLevelNamesMapping():
-            raise ValueError(f"LOG_LEVEL must be a logging level, got {settings.log_level!r}")
-        return settings
 
 
 class Outage:
@@ -266,16 +184,6 @@ class Latencies:
             "rng": describe(self.rng),
             "hasher": describe(self.hasher),
         }
-
-
-def redacted(url: str) -> str:
-    """`url` with any password replaced by ***, fit for a log line."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def valid_digest(text: str) -> bool:
@@ -411,7 +319,7 @@ class Worker:
             "mining: rng %s, hasher %s, redis %s, %d loop(s), delay %.3f s",
             settings.rng_url,
             settings.hasher_url,
-            redacted(settings.redis_url),
+            redacted_url(settings.redis_url),
             settings.concurrency,
             settings.delay,
         )

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 
 import pytest
-from rng import FifoGate, Settings, SizeError, parse_size
+from rng import FifoGate, SizeError, parse_size
+from rng_settings import Settings
+
+from tests.support.servers import SERVICES_DIR
+
+NAMES = ("HOST", "PORT", "RNG_DELAY", "RNG_CONCURRENCY", "RNG_MAX_BYTES", "LOG_LEVEL", "ACCESS_LOG")
 
 
 @pytest.mark.parametrize(("text", "size"), [("0", 0), ("32", 32), ("0032", 32), ("100", 100)])
@@ -32,23 +41,96 @@ def test_settings_defaults_and_env() -> None:
     assert (custom.delay, custom.concurrency, custom.max_bytes, custom.port) == (0, 4, 10, 8001)
 
 
+def test_settings_every_variable_overridden() -> None:
+    custom = Settings.from_env(
+        {
+            "HOST": " 127.0.0.1 ",
+            "PORT": "65535",
+            "RNG_DELAY": "0.25",
+            "RNG_CONCURRENCY": "007",
+            "RNG_MAX_BYTES": "0",
+            "LOG_LEVEL": "debug",
+            "ACCESS_LOG": "Yes",
+        }
+    )
+    assert custom == Settings(
+        HOST="127.0.0.1",
+        PORT=65535,
+        RNG_DELAY=0.25,
+        RNG_CONCURRENCY=7,
+        RNG_MAX_BYTES=0,
+        LOG_LEVEL="DEBUG",
+        ACCESS_LOG=True,
+    )
+
+
+@pytest.mark.parametrize("empty", ["", " ", "\t"])
+def test_empty_values_mean_the_default(empty: str) -> None:
+    assert Settings.from_env(dict.fromkeys(NAMES, empty)) == Settings()
+
+
+def test_unknown_variables_are_ignored() -> None:
+    assert Settings.from_env({"rng_delay": "x", "RNG_DELAYS": "x", "DELAY": "x"}) == Settings()
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
         ("RNG_DELAY", "-1"),
         ("RNG_DELAY", "fast"),
         ("RNG_DELAY", "nan"),
+        ("RNG_DELAY", "inf"),
+        ("RNG_DELAY", "+0.5"),
+        ("RNG_DELAY", "1e-3"),
+        ("RNG_DELAY", "1_000"),
+        ("RNG_DELAY", "9" * 400),
         ("RNG_CONCURRENCY", "0"),
         ("RNG_CONCURRENCY", "two"),
+        ("RNG_CONCURRENCY", "+5"),
+        ("RNG_CONCURRENCY", "1_000"),
+        ("RNG_CONCURRENCY", "2.0"),
         ("RNG_MAX_BYTES", "-5"),
+        ("RNG_MAX_BYTES", "9" * 19),
         ("PORT", "0"),
+        ("PORT", "65536"),
+        ("PORT", "http"),
         ("LOG_LEVEL", "LOUD"),
+        ("LOG_LEVEL", "WARN"),
         ("ACCESS_LOG", "maybe"),
+        ("ACCESS_LOG", "t"),
     ],
 )
 def test_bad_settings_name_the_variable(name: str, value: str) -> None:
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=name) as caught:
         Settings.from_env({name: value})
+    assert re.fullmatch(rf"{name}={re.escape(repr(value))} must be [^\n]+", str(caught.value))
+
+
+def test_every_bad_variable_is_named_on_one_line() -> None:
+    with pytest.raises(ValueError) as caught:
+        Settings.from_env({"PORT": "0", "ACCESS_LOG": "maybe"})
+    assert str(caught.value) == (
+        "PORT='0' must be greater than or equal to 1; "
+        "ACCESS_LOG='maybe' must be 1/0, true/false, yes/no or on/off"
+    )
+
+
+def test_the_service_refuses_a_bad_variable_in_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "rng.py"],
+        cwd=SERVICES_DIR / "rng",
+        env={**os.environ, "RNG_CONCURRENCY": "+5"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = (done.stdout + done.stderr).splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(
+        " ERROR rng: bad setting: RNG_CONCURRENCY='+5' must be a whole number (digits 0-9 only)"
+    )
 
 
 def test_gate_serves_waiters_in_arrival_order() -> None:
@@ -131,3 +213,25 @@ def test_slot_handed_over_during_cancellation_is_passed_on() -> None:
         return gate.active
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_newcomer_after_a_release_does_not_overtake_the_queue() -> None:
+    async def scenario() -> list[str]:
+        gate = FifoGate(1)
+        order: list[str] = []
+        await gate.acquire()
+
+        async def holder(name: str) -> None:
+            async with gate:
+                order.append(name)
+
+        queued = [asyncio.create_task(holder(f"queued {n}")) for n in range(3)]
+        await asyncio.sleep(0)
+        assert (gate.active, gate.waiting) == (1, 3)
+        gate.release()  # the slot goes to "queued 0", which has not run yet...
+        newcomer = asyncio.create_task(holder("newcomer"))  # ...so this one must queue
+        await asyncio.gather(*queued, newcomer)
+        assert (gate.active, gate.waiting) == (0, 0)
+        return order
+
+    assert asyncio.run(scenario()) == ["queued 0", "queued 1", "queued 2", "newcomer"]

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import pytest
-from webui import Settings, StatsError, parse_hashes, redacted_url
+from webui import StatsError, parse_hashes
+from webui_settings import Settings, redacted_url
+
+from tests.support.servers import SERVICES_DIR
+
+NAMES = ("HOST", "PORT", "REDIS_URL", "REDIS_TIMEOUT", "LOG_LEVEL", "ACCESS_LOG")
 
 
 @pytest.mark.parametrize(("raw", "value"), [(None, 0), (b"0", 0), (b"1234", 1234), ("77", 77)])
@@ -23,6 +33,7 @@ def test_counter_garbage(raw: bytes | str) -> None:
         ("redis://redis:6379/0", "redis://redis:6379/0"),
         ("redis://:secret@redis:6379/0", "redis://:***@redis:6379/0"),
         ("redis://user:secret@redis:6379/0", "redis://user:***@redis:6379/0"),
+        ("redis://:secret@[::1", "(an unreadable URL)"),
     ],
 )
 def test_redacted_url(url: str, shown: str) -> None:
@@ -36,22 +47,91 @@ def test_settings_defaults_and_env() -> None:
     assert (custom.redis_url, custom.redis_timeout) == ("redis://127.0.0.1:7000/1", 0.2)
 
 
+def test_settings_every_variable_overridden() -> None:
+    custom = Settings.from_env(
+        {
+            "HOST": "127.0.0.1",
+            "PORT": "8080",
+            "REDIS_URL": " unix:///run/redis.sock ",
+            "REDIS_TIMEOUT": "0.01",
+            "LOG_LEVEL": "error",
+            "ACCESS_LOG": "TRUE",
+        }
+    )
+    assert custom == Settings(
+        HOST="127.0.0.1",
+        PORT=8080,
+        REDIS_URL="unix:///run/redis.sock",
+        REDIS_TIMEOUT=0.01,
+        LOG_LEVEL="ERROR",
+        ACCESS_LOG=True,
+    )
+    assert Settings.from_env({"REDIS_URL": "rediss://:pw@db:6380"}).redis_url == (
+        "rediss://:pw@db:6380"
+    )
+
+
+@pytest.mark.parametrize("empty", ["", " ", "\t"])
+def test_empty_values_mean_the_default(empty: str) -> None:
+    assert Settings.from_env(dict.fromkeys(NAMES, empty)) == Settings()
+
+
+def test_unknown_variables_are_ignored() -> None:
+    assert Settings.from_env({"redis_url": "x", "REDIS_URLS": "x", "WEBUI_PORT": "x"}) == (
+        Settings()
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
         ("REDIS_URL", "http://redis/"),
         ("REDIS_URL", "redis://"),
+        ("REDIS_URL", "redis:///0"),
+        ("REDIS_URL", "redis://redis:99999/0"),
+        ("REDIS_URL", "unix://"),
+        ("REDIS_URL", "redis"),
         ("REDIS_TIMEOUT", "0"),
+        ("REDIS_TIMEOUT", "0.001"),
         ("REDIS_TIMEOUT", "soon"),
+        ("REDIS_TIMEOUT", "+1"),
+        ("REDIS_TIMEOUT", "1_0"),
+        ("REDIS_TIMEOUT", "inf"),
         ("PORT", "http"),
+        ("PORT", "+80"),
+        ("PORT", "8_080"),
+        ("PORT", "65536"),
+        ("LOG_LEVEL", "LOUD"),
+        ("ACCESS_LOG", "maybe"),
     ],
 )
 def test_bad_settings_name_the_variable(name: str, value: str) -> None:
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=name) as caught:
         Settings.from_env({name: value})
+    assert re.fullmatch(rf"{name}={re.escape(repr(value))} must [^\n]+", str(caught.value))
 
 
 def test_bad_redis_url_error_hides_the_password() -> None:
     with pytest.raises(ValueError) as caught:
         Settings.from_env({"REDIS_URL": "http://:hunter2@redis/"})
     assert "hunter2" not in str(caught.value)
+    assert str(caught.value).startswith("REDIS_URL='http://:***@redis/' must look like redis://")
+
+
+def test_the_service_refuses_a_bad_variable_in_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "webui.py"],
+        cwd=SERVICES_DIR / "webui",
+        env={**os.environ, "REDIS_URL": "redis://:hunter2@redis:http/0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = (done.stdout + done.stderr).splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(
+        " ERROR webui: bad setting: REDIS_URL='redis://:***@redis:http/0' must look like "
+        "redis://HOST:PORT/DB (or rediss://..., unix:///PATH)"
+    )
