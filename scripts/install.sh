@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what DockerCoins needs on a Debian/Ubuntu machine (as root), idempotently:
 # Debian packages (redis-server, chromium, docker.io, docker-registry, debootstrap, iptables)
-# and a virtualenv in .venv with the project and its dev tools.
+# and a virtualenv in .venv with the project and the extras named in DOCKERCOINS_EXTRAS
+# (default "dev,bench": the test tools and the benchmark's plot; scripts/lab.sh asks for none).
 # Source it or run it; a second run only checks.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,12 +25,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 VENV="$REPO/.venv"
-stamp="$VENV/.installed-$(sha256sum "$REPO/pyproject.toml" | cut -c1-16)"
+EXTRAS="${DOCKERCOINS_EXTRAS-dev,bench}"
+stamp="$VENV/.installed-$( (cat "$REPO/pyproject.toml"; echo "$EXTRAS") | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "==> preparing the virtualenv in $VENV" >&2
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip >&2
-  "$VENV/bin/pip" install -q -e "$REPO[dev]" >&2
+  "$VENV/bin/pip" install -q -e "$REPO${EXTRAS:+[$EXTRAS]}" >&2
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

@@ -10,18 +10,17 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 started=$(date +%s)
 
-bash scripts/install.sh
+DOCKERCOINS_EXTRAS="${DOCKERCOINS_EXTRAS-}" bash scripts/install.sh   # the tool alone; the tests add dev,bench
 DC="$REPO/.venv/bin/dockercoins"
 
-"$DC" lab up --nodes "${NODES:-3}"
-
-DOCKER_HOST="$("$REPO/.venv/bin/python" -c \
-  'from dockercoins import lab_state; lab = lab_state.load(); print(lab.manager.docker_host if lab else "")')"
-if [ -z "$DOCKER_HOST" ]; then
-  echo "lab.sh: the lab did not record its manager: see the output of 'dockercoins lab up'" >&2
+# `lab up` prints `export DOCKER_HOST=...` and `export REGISTRY=...` for the manager
+unset DOCKER_HOST
+exports="$("$DC" lab up --nodes "${NODES:-3}")"
+eval "$exports"
+if [ -z "${DOCKER_HOST:-}" ]; then
+  echo "lab.sh: 'dockercoins lab up' printed no DOCKER_HOST: see its output above" >&2
   exit 1
 fi
-export DOCKER_HOST
 
 "$DC" ship
 "$DC" deploy

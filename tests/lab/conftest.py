@@ -10,14 +10,17 @@ session, in their file order, so they never pull the lab from under other tests.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from dockercoins.dockerapi import connect
 from dockercoins.lab import state as lab_state
 from dockercoins.lab.state import LabState
+
+from tests.support.lab import cli
 
 LAB_NODES = 3
 UP_TIMEOUT = 900  # a cold first run includes debootstrap and the image imports
@@ -44,30 +47,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(keep)
 
 
-def lab_cli(*args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """`dockercoins lab ARGS` as a user runs it, output captured, bounded."""
-    return subprocess.run(
-        [sys.executable, "-m", "dockercoins", "lab", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="session")
-def run_lab() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """The `lab_cli` function: `run_lab("status", timeout=60)`."""
-    return lab_cli
-
-
 @pytest.fixture(scope="session")
 def lab() -> Iterator[LabState]:
     """A running 3-node lab (lab_state.LabState), torn down at the end of the session."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
     try:
-        up = lab_cli("up", "--nodes", str(LAB_NODES))
+        up = cli(None, "lab", "up", "--nodes", str(LAB_NODES), timeout=UP_TIMEOUT)
         if up.returncode != 0:
             pytest.fail(f"`dockercoins lab up` failed ({up.returncode}):\n{up.stderr[-3000:]}")
         state = lab_state.load()
@@ -75,6 +61,16 @@ def lab() -> Iterator[LabState]:
         yield state
     finally:
         if os.environ.get("DOCKERCOINS_LAB_KEEP") != "1":  # a developer's choice, never CI's
-            down = lab_cli("down", timeout=DOWN_TIMEOUT)
+            down = cli(None, "lab", "down", timeout=DOWN_TIMEOUT)
             if down.returncode != 0:
                 print(f"`dockercoins lab down` failed:\n{down.stderr[-3000:]}", file=sys.stderr)
+
+
+@pytest.fixture(scope="module")
+def manager(lab: LabState) -> Iterator[Any]:
+    """A Docker SDK client of the lab's manager, closed after the module."""
+    client = connect(lab.manager.docker_host, timeout=60)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dockercoins.dockerapi import connect
 from dockercoins.lab.state import LabState
 
 from tests.support.lab import cli, lab_env, ok
@@ -27,15 +26,6 @@ pytestmark = pytest.mark.lab
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 OURS = ("redis", "hasher", "rng", "webui", "worker")
 SHORT = ["--workers", "2", "--sweep", "1,2", "--duration", "8", "--warmup", "4"]
-
-
-@pytest.fixture(scope="module")
-def manager(lab: LabState) -> Iterator[Any]:
-    client = connect(lab.manager.docker_host, timeout=60)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def deployed_services(client: Any) -> set[str]:

@@ -33,15 +33,6 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture
-def manager(lab: LabState) -> Iterator[Any]:
-    client = connect(lab.manager.docker_host, timeout=60)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
 def cleanup(lab: LabState) -> Iterator[None]:
     """`dockercoins down` after the test, even when it failed."""
     try:

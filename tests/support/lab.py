@@ -1,4 +1,5 @@
-"""Running the real `dockercoins` CLI against the lab, for the lab-tier tests."""
+"""Running the real `dockercoins` CLI, as a user does, for the lab-tier tests: the one
+runner every lab test uses."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 
 from dockercoins.lab.state import LabState
 
+DEFAULT_TIMEOUT = 600.0
+
 
 def lab_env(lab: LabState, host: str | None = None) -> dict[str, str]:
     """The environment a user has after `eval "$(dockercoins lab up)"`."""
@@ -15,13 +18,14 @@ def lab_env(lab: LabState, host: str | None = None) -> dict[str, str]:
 
 
 def cli(
-    lab: LabState, *args: str, timeout: float = 600, host: str | None = None
+    lab: LabState | None, *args: str, timeout: float = DEFAULT_TIMEOUT, host: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`dockercoins ARGS` against the lab's manager (or `host`) and registry, output captured
-    (and echoed, for pytest -s), bounded by `timeout`."""
+    """`dockercoins ARGS` against the lab's manager (or `host`) and registry, or with the
+    caller's environment when there is no lab yet (`cli(None, "lab", "up")`); output
+    captured (and echoed, for pytest -s), bounded by `timeout`."""
     proc = subprocess.run(
         [sys.executable, "-m", "dockercoins", *args],
-        env=lab_env(lab, host),
+        env=lab_env(lab, host) if lab else None,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -26,17 +26,21 @@ def free_port() -> int:
 
 
 def wait_for(predicate: object, timeout: float = 15.0, interval: float = 0.05) -> None:
-    """Poll `predicate()` until it is truthy; AssertionError after `timeout` seconds."""
+    """Poll `predicate()` until it is truthy; AssertionError after `timeout` seconds, naming
+    the last exception the predicate raised (an assertion in it, a refused connection)."""
     assert callable(predicate)
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while time.monotonic() < deadline:
         try:
             if predicate():
                 return
-        except Exception:
-            pass
+            last = None
+        except Exception as error:
+            last = error
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s: {predicate!r}")
+    because = f"; last failure: {type(last).__name__}: {last}" if last else ""
+    raise AssertionError(f"condition not met within {timeout} s: {predicate!r}{because}")
 
 
 def _stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
