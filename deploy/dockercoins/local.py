@@ -27,6 +27,8 @@ from typing import IO
 
 from dockercoins.errors import UserError
 from dockercoins.host.ports import LOOPBACK, accepts, free_port, port_free
+from dockercoins.host.processes import wait_ready
+from dockercoins.names import WEBUI_PUBLISHED_PORT
 from dockercoins.paths import SERVICES_DIR
 
 START_TIMEOUT = 20.0
@@ -63,8 +65,18 @@ def redis_server_command(binary: str, port: int, workdir: Path) -> list[str]:
     ]
 
 
+class PortInUse(UserError):
+    """A port given to `name` is taken on LOOPBACK by another program."""
+
+    def __init__(self, name: str, port: int) -> None:
+        super().__init__(f"port {port} ({name}) is already in use on {LOOPBACK}")
+        self.name = name
+        self.port = port
+
+
 def check_ports(ports: dict[str, int]) -> None:
-    """One-line UserError when a port is out of range, used twice, or already in use."""
+    """One-line UserError when a port is out of range or used twice; PortInUse when one is
+    already in use."""
     seen: dict[int, str] = {}
     for name, port in ports.items():
         if not 1 <= port <= 65535:
@@ -73,10 +85,7 @@ def check_ports(ports: dict[str, int]) -> None:
             raise UserError(f"port {port} is given to both {seen[port]} and {name}")
         seen[port] = name
         if not port_free(LOOPBACK, port):
-            raise UserError(
-                f"port {port} ({name}) is already in use on {LOOPBACK}; "
-                f"choose another with --{name}-port"
-            )
+            raise PortInUse(name, port)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
@@ -154,19 +163,16 @@ class Stack:
             self._wait(child, lambda: _http_ok(f"http://{LOOPBACK}:{port}/"))
         return child
 
-    def _wait(self, child: Child, ready: object) -> None:
-        assert callable(ready)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if child.proc.poll() is not None:
-                raise UserError(
-                    f"{child.name} exited with code {child.proc.returncode} while starting"
-                    + (f"; its log: {child.log_path}" if child.log_path else " (see above)")
-                )
-            if ready():
-                return
-            time.sleep(0.05)
-        raise UserError(f"{child.name} did not answer within {START_TIMEOUT:.0f} s")
+    def _wait(self, child: Child, ready: Callable[[], bool]) -> None:
+        wait_ready(
+            child.proc,
+            ready,
+            timeout=START_TIMEOUT,
+            what=child.name,
+            log=child.log_path,
+            interval=0.05,
+            stop_timeout=STOP_TIMEOUT,
+        )
 
     def dead(self) -> Child | None:
         """The first child that has exited, if any."""
@@ -204,7 +210,7 @@ def _http_ok(url: str) -> bool:
 
 @dataclass(frozen=True)
 class LocalPorts:
-    webui: int = 8000
+    webui: int = WEBUI_PUBLISHED_PORT
     rng: int = 8001
     hasher: int = 8002
     redis: int = 0  # 0: a free port

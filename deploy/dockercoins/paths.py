@@ -5,7 +5,6 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICES_DIR = REPO_ROOT / "services"
-SERVICES = ("rng", "hasher", "worker", "webui")
 
 
 def state_dir() -> Path:

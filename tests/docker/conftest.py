@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dockercoins.host import dockerd as hostdockerd
+from dockercoins.host import dockerd
 from dockercoins.images import build as images
-from dockercoins.paths import SERVICES
+from dockercoins.names import IMAGES
 
 from tests.support.docker import TEST_LABEL, DockerSession
 from tests.support.servers import free_port
@@ -38,7 +38,7 @@ def _cleanup(session: DockerSession) -> None:
     for network in client.networks.list(filters={"label": label}):
         with contextlib.suppress(docker.errors.APIError):
             network.remove()
-    for ref in [*(session.ref(name) for name in SERVICES), *session.extra_refs]:
+    for ref in [*(session.ref(name) for name in IMAGES), *session.extra_refs]:
         with contextlib.suppress(docker.errors.APIError):
             client.images.remove(ref, force=True)
 
@@ -50,15 +50,15 @@ def docker_session() -> Iterator[DockerSession]:
     from docker.client import DockerClient
 
     given = os.environ.get("DOCKERCOINS_TEST_DOCKER_HOST")
-    daemon = None if given else hostdockerd.temporary(prefix="dctest-")
+    daemon = None if given else dockerd.temporary(prefix="dctest-")
     try:
         if daemon is not None:
-            hostdockerd.start(daemon)
-        base_url = given or (daemon.base_url if daemon else "")
-        client = DockerClient(base_url=base_url, timeout=300)
+            dockerd.start(daemon)
+        docker_host = given or (daemon.docker_host if daemon else "")
+        client = DockerClient(base_url=docker_host, timeout=300)
         session_id = uuid.uuid4().hex[:10]
         session = DockerSession(
-            base_url=base_url,
+            docker_host=docker_host,
             client=client,
             session_id=session_id,
             namespace="dctest",
@@ -73,7 +73,7 @@ def docker_session() -> Iterator[DockerSession]:
             client.close()
     finally:
         if daemon is not None:
-            hostdockerd.discard(daemon)
+            dockerd.discard(daemon)
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +81,7 @@ def built_images(docker_session: DockerSession) -> dict[str, images.BuiltImage]:
     """The four images, built once per session from the offline base (+ redis:latest)."""
     built = images.build(
         docker_session.client,
-        list(SERVICES),
+        list(IMAGES),
         docker_session.registry,
         docker_session.namespace,
         docker_session.tag,
@@ -120,4 +120,4 @@ def make_network(docker_session: DockerSession) -> Iterator[Callable[[], Any]]:
 @pytest.fixture
 def cli_env(docker_session: DockerSession) -> dict[str, str]:
     """Environment for running the real `dockercoins` CLI against the test daemon."""
-    return {**os.environ, "DOCKER_HOST": docker_session.base_url}
+    return {**os.environ, "DOCKER_HOST": docker_session.docker_host}

@@ -39,7 +39,7 @@ def compose(docker_session: DockerSession) -> Iterator[tuple[list[str], dict[str
 
     env = {
         **os.environ,
-        "DOCKER_HOST": docker_session.base_url,
+        "DOCKER_HOST": docker_session.docker_host,
         "REGISTRY": docker_session.registry,
         "USER_NAMESPACE": docker_session.namespace,
         "TAG": docker_session.tag,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dockercoins.images import base as baseimage
 from dockercoins.images import build as images
-from dockercoins.paths import SERVICES
+from dockercoins.names import IMAGES
 
 from tests.support.docker import DockerSession
 
@@ -16,7 +16,7 @@ def test_four_images_are_built_from_the_offline_base(
     client = docker_session.client
     base = client.api.inspect_image(baseimage.BASE_IMAGE_TAG)
     assert base["Config"]["Labels"][baseimage.HASH_LABEL] == baseimage.tarball_sha256("python")
-    assert sorted(built_images) == sorted(SERVICES)
+    assert sorted(built_images) == sorted(IMAGES)
     for service, built in built_images.items():
         attrs = client.api.inspect_image(built.ref)
         assert built.ref == f"{docker_session.registry}/dctest/{service}:{docker_session.tag}"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from dockercoins.images import build as images
 from dockercoins.images import registry
-from dockercoins.paths import SERVICES
+from dockercoins.names import IMAGES
 
 from tests.support.docker import DockerSession
 from tests.support.servers import free_port
@@ -35,9 +35,9 @@ def test_push_then_pull_gives_the_same_digests(
 ) -> None:
     client = docker_session.client
     pushed = images.push(
-        client, list(SERVICES), test_registry, docker_session.namespace, docker_session.tag
+        client, list(IMAGES), test_registry, docker_session.namespace, docker_session.tag
     )
-    assert [image.service for image in pushed] == list(SERVICES)
+    assert [image.service for image in pushed] == list(IMAGES)
     for image in pushed:
         assert image.digest.startswith("sha256:")
         client.images.remove(image.ref)

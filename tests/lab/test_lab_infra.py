@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,12 @@ from dockercoins.lab import network as labnet
 from dockercoins.lab import state as lab_state
 from dockercoins.lab.state import LabState
 
+from tests.support.lab import cli
 from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.lab
 
 CONTAINER_TIMEOUT = 120
-LabCli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
@@ -154,22 +153,22 @@ def test_forwarder_reaches_the_node_that_publishes_port_8000(
         container.remove(force=True)
 
 
-def test_up_again_is_idempotent(run_lab: LabCli, lab: LabState, clients: dict[str, Any]) -> None:
-    from dockercoins.lab.nodes import NodeDirs, dockerd_pid
+def test_up_again_is_idempotent(lab: LabState, clients: dict[str, Any]) -> None:
+    from dockercoins.lab import nodes
 
-    pids = [dockerd_pid(NodeDirs(labnet.node_index(node.name))) for node in lab.nodes]
+    pids = [nodes.daemon(labnet.node_index(node.name)).pid() for node in lab.nodes]
     before = swarm_nodes(clients["node1"])
-    again = run_lab("up", "--nodes", str(len(lab.nodes)))
+    again = cli(lab, "lab", "up", "--nodes", str(len(lab.nodes)))
     assert again.returncode == 0, again.stderr
     assert f"export DOCKER_HOST={lab.manager.docker_host}" in again.stdout.splitlines()
     assert f"export REGISTRY={lab.registry}" in again.stdout.splitlines()
-    assert [dockerd_pid(NodeDirs(labnet.node_index(n.name))) for n in lab.nodes] == pids
+    assert [nodes.daemon(labnet.node_index(n.name)).pid() for n in lab.nodes] == pids
     assert swarm_nodes(clients["node1"]) == before
     assert lab_state.load() == lab
 
 
-def test_status_shows_nodes_state_and_role(run_lab: LabCli, lab: LabState) -> None:
-    shown = run_lab("status", timeout=120)
+def test_status_shows_nodes_state_and_role(lab: LabState) -> None:
+    shown = cli(lab, "lab", "status", timeout=120)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     rows = {line.split()[0]: line.split() for line in shown.stdout.splitlines()[2:5]}
     assert rows["node1"][1:] == [lab.nodes[0].ip, "up", "ready", "manager", "(leader)"]
@@ -180,18 +179,18 @@ def test_status_shows_nodes_state_and_role(run_lab: LabCli, lab: LabState) -> No
 
 
 @pytest.mark.lab_disruptive
-def test_up_recovers_after_a_killed_daemon(run_lab: LabCli, lab: LabState) -> None:
-    from dockercoins.lab.nodes import NodeDirs, dockerd_pid
+def test_up_recovers_after_a_killed_daemon(lab: LabState) -> None:
+    from dockercoins.lab import nodes
 
-    node2 = NodeDirs(2)
-    killed = dockerd_pid(node2)
+    node2 = nodes.daemon(2)
+    killed = node2.pid()
     assert killed is not None
     os.kill(killed, signal.SIGKILL)  # nothing else is cleaned: pidfile, socket, mounts stay
     wait_for(lambda: not processes.is_alive(killed), timeout=30)
     assert node2.pidfile.exists()
-    recovered = run_lab("up", "--nodes", str(len(lab.nodes)))
+    recovered = cli(lab, "lab", "up", "--nodes", str(len(lab.nodes)))
     assert recovered.returncode == 0, recovered.stderr
-    restarted = dockerd_pid(node2)
+    restarted = node2.pid()
     assert restarted is not None
     assert restarted != killed
     client = connect(lab.manager.docker_host, timeout=60)
@@ -213,10 +212,10 @@ def lab_processes(directory: Path) -> list[str]:
 
 
 @pytest.mark.lab_disruptive
-def test_down_leaves_nothing(run_lab: LabCli, lab: LabState) -> None:
+def test_down_leaves_nothing(lab: LabState) -> None:
     directory = lab_state.lab_dir()
     assert lab_processes(directory)  # the lab runs: the checks below can see it
-    down = run_lab("down", timeout=300)
+    down = cli(lab, "lab", "down", timeout=300)
     assert down.returncode == 0, down.stderr
     assert lab_processes(directory) == []
     assert labnet.namespaces() == []

@@ -12,7 +12,7 @@ TEST_LABEL = "org.dockercoins.test-session"
 class DockerSession:
     """The daemon the tier runs on, and what the tier made there."""
 
-    base_url: str
+    docker_host: str  # its DOCKER_HOST
     client: Any
     session_id: str
     namespace: str

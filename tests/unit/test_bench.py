@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -9,17 +10,14 @@ from pathlib import Path
 import pytest
 from dockercoins.bench import model as bench_model
 from dockercoins.bench import plot as bench_plot
+from dockercoins.bench import report as bench_report
 from dockercoins.bench import rng_modes as bench_rng_modes
-from dockercoins.bench.model import (
-    GLOBAL,
-    REPLICATED,
-    BenchReport,
-    Delays,
-    Sample,
-    ceiling,
-)
+from dockercoins.bench.model import BenchReport, Delays, ceiling
+from dockercoins.cli import bench as cli_bench
 from dockercoins.cli import build_parser
 from dockercoins.errors import UserError
+from dockercoins.names import GLOBAL, REPLICATED
+from dockercoins.swarm.rates import Sample, window_rates
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -80,7 +78,7 @@ def test_rate_stats_find_the_slope_of_a_stepped_counter() -> None:
 def test_rate_stats_ignore_a_counter_reset() -> None:
     samples = [Sample(0, 100), Sample(1, 110), Sample(2, 5), Sample(3, 15), Sample(4, 25)]
     # the drop from 110 to 5 counts as no progress; otherwise 10/s
-    points = bench_model.window_rates(samples, 1.0)
+    points = window_rates(samples, 1.0)
     assert [rate for _, rate in points] == [10.0, 0.0, 10.0, 10.0]
     assert bench_model.rate_stats(samples, 1.0).minimum == 0.0
 
@@ -98,11 +96,22 @@ def test_percentile_interpolates() -> None:
         bench_model.percentile([], 0.5)
 
 
-def test_parse_sweep() -> None:
-    assert bench_model.parse_sweep("5, 1,2,5") == [1, 2, 5]
+def _parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["bench", "rng-modes", *argv])
+
+
+def _parse_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """The usage error argparse prints for a bad option value (exit status 2)."""
+    with pytest.raises(SystemExit) as exited:
+        _parse(*argv)
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_parse_sweep(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _parse("--sweep", "5, 1,2,5").sweep == [1, 2, 5]
     for bad in ("", "0", "1,,2", "a", "-1", "2.5"):
-        with pytest.raises(UserError, match="--sweep"):
-            bench_model.parse_sweep(bad)
+        assert "--sweep" in _parse_error(capsys, "--sweep", bad)
 
 
 def _report() -> BenchReport:
@@ -126,7 +135,7 @@ def _report() -> BenchReport:
 
 def test_tables_have_a_row_per_run_and_the_ratios() -> None:
     report = _report()
-    table = bench_model.results_table(report).splitlines()
+    table = bench_report.results_table(report).splitlines()
     assert len(table) == 2 + 4
     assert table[2].startswith("| replicated | 1 | 1 |")
     assert table[-1].startswith("| global **(main)** | 3 | 10 |")
@@ -136,8 +145,8 @@ def test_tables_have_a_row_per_run_and_the_ratios() -> None:
     ten = speedups[1]
     assert ten[2] == pytest.approx(3.0)  # 30 / 10
     assert ten[1] == pytest.approx(ten[2], rel=0.05)
-    assert "| 10 |" in bench_model.speedup_table(report)
-    text = bench_model.markdown(report)
+    assert "| 10 |" in bench_report.speedup_table(report)
+    text = bench_report.markdown(report)
     assert "Ceiling = min(W / (0.1 + 0.1 + 0.1) s, R x 1 / 0.1 s); 3 nodes" in text
 
 
@@ -152,8 +161,8 @@ def test_json_is_plain_json_with_every_result() -> None:
             samples=_steady(5.0, 10),
         )
     )
-    document = json.loads(json.dumps(bench_model.to_json(report), allow_nan=False))
-    assert document["format"] == bench_model.JSON_FORMAT
+    document = json.loads(json.dumps(bench_report.to_json(report), allow_nan=False))
+    assert document["format"] == bench_report.JSON_FORMAT
     assert len(document["results"]) == 5
     first = document["results"][0]
     assert first["ceiling"] == pytest.approx(1 / 0.3)
@@ -173,8 +182,7 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 
 
 def _options(*argv: str) -> bench_rng_modes.Options:
-    args = build_parser().parse_args(["bench", "rng-modes", *argv])
-    return bench_rng_modes.options_from(args)
+    return cli_bench.rng_modes_options(_parse(*argv))
 
 
 def test_options_add_the_main_worker_count_to_the_sweep() -> None:
@@ -182,7 +190,7 @@ def test_options_add_the_main_worker_count_to_the_sweep() -> None:
     assert options.counts == (1, 5, 7)
     assert options.duration_for(7) == options.duration_for(5) == 20
     assert _options("--main-duration", "60").duration_for(10) == 60
-    command = bench_rng_modes.command_line(options)
+    command = cli_bench.rng_modes_command_line(options)
     assert command.startswith("dockercoins bench rng-modes --workers 7 --sweep 1,5,7")
 
 
@@ -192,20 +200,31 @@ def test_options_add_the_main_worker_count_to_the_sweep() -> None:
         (["--workers", "0"], "--workers"),
         (["--duration", "0"], "--duration"),
         (["--warmup", "-1"], "--warmup"),
-        (["--interval", "5"], "--interval"),
-        (["--duration", "1", "--interval", "1"], "two /json reads"),
         (["--webui", "http://192.0.2.1:8000"], "only loopback"),
-        (["--webui", "ftp://127.0.0.1"], "bad --webui"),
+        (["--webui", "ftp://127.0.0.1"], "argument --webui: bad value"),
     ],
 )
-def test_bad_options_are_one_clear_error(argv: list[str], message: str) -> None:
+def test_bad_option_values_are_one_clear_usage_error(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert message in _parse_error(capsys, *argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--interval", "5"], "--interval"),
+        (["--duration", "1", "--interval", "1"], "two /json reads"),
+    ],
+)
+def test_options_that_disagree_are_one_clear_error(argv: list[str], message: str) -> None:
     with pytest.raises(UserError, match=message):
         _options(*argv)
 
 
 def test_loopback_web_ui_is_allowed() -> None:
     for url in ("http://127.0.0.1:8000", "http://localhost:8000", "http://127.0.0.5"):
-        bench_rng_modes.check_webui_url(url)
+        assert bench_rng_modes.webui_problem(url) is None
 
 
 def test_plan_starts_in_the_current_mode_and_switches_rng_once() -> None:

@@ -1,5 +1,5 @@
 """The lab's pieces that need no lab: names and addresses, the TCP forwarder (real sockets,
-a real detached process), process and mount helpers, and the CLI's one-line errors."""
+a real detached process), process, dockerd and mount helpers, and the CLI's errors."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 from dockercoins import cli
-from dockercoins.host import mounts, processes
+from dockercoins.errors import UserError
+from dockercoins.host import dockerd, mounts, ports, processes
 from dockercoins.lab import forward as labforward
-from dockercoins.lab import forwarder
+from dockercoins.lab import forwarder, nodes
 from dockercoins.lab import network as labnet
 
 from tests.support.servers import free_port, wait_for
@@ -54,10 +55,10 @@ def test_lab_subnet_stays_out_of_docker_default_pools() -> None:
 
 
 def test_parse_address() -> None:
-    assert forwarder.parse_address("10.213.47.11:8000") == ("10.213.47.11", 8000)
+    assert ports.parse_address("10.213.47.11:8000") == ("10.213.47.11", 8000)
     for bad in ("8000", ":8000", "host:", "host:0", "host:70000", "host:http"):
         with pytest.raises(ValueError):
-            forwarder.parse_address(bad)
+            ports.parse_address(bad)
 
 
 class _Echo(socketserver.StreamRequestHandler):
@@ -170,6 +171,74 @@ def test_processes_stop_and_zombies_count_as_dead(tmp_path: Path) -> None:
     assert processes.read_pidfile(tmp_path / "missing.pid") is None
 
 
+def test_log_tail_prefers_the_last_error_line(tmp_path: Path) -> None:
+    log = tmp_path / "daemon.log"
+    assert processes.log_tail(log) == ""  # no log
+    log.write_text('level=info msg="a"\nlevel=error msg="broken"\nlevel=info msg="b"\n')
+    assert processes.log_tail(log) == 'level=error msg="broken"'
+    log.write_text("first\nlast\n")
+    assert processes.log_tail(log) == "last"
+
+
+def test_wait_ready_returns_once_ready(tmp_path: Path) -> None:
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        processes.wait_ready(sleeper, lambda: True, timeout=5, what="sleep")
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_wait_ready_reports_an_early_exit_with_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "quits.log"
+    proc = processes.spawn_detached(["sh", "-c", "echo cannot bind; exit 3"], log)
+    with pytest.raises(UserError) as raised:
+        processes.wait_ready(proc, lambda: False, timeout=10, what="quitter", log=log)
+    assert str(raised.value) == (
+        f"quitter exited with code 3 while starting: cannot bind (log: {log})"
+    )
+
+
+def test_wait_ready_stops_a_process_that_never_gets_ready() -> None:
+    sleeper = subprocess.Popen(["sleep", "60"])
+    with pytest.raises(UserError) as raised:
+        processes.wait_ready(sleeper, lambda: False, timeout=0.3, what="sleeper")
+    assert str(raised.value) == "sleeper did not answer within 0 s"
+    assert sleeper.poll() is not None
+
+
+def test_dockerd_command_keeps_its_folders_and_adds_prefix_and_args(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dockerd, "dockerd_binary", lambda: "/usr/bin/dockerd")
+    daemon = dockerd.Dockerd(root=tmp_path / "node1", exec_root=tmp_path / "node1" / "exec")
+    assert daemon.docker_host == f"unix://{tmp_path}/node1/docker.sock"
+    assert dockerd.command(daemon, ["--bridge=none"], ["nsenter", "--net=x"]) == [
+        "nsenter",
+        "--net=x",
+        "/usr/bin/dockerd",
+        "--data-root",
+        f"{tmp_path}/node1/data",
+        "--exec-root",
+        f"{tmp_path}/node1/exec",
+        "--pidfile",
+        f"{tmp_path}/node1/dockerd.pid",
+        "-H",
+        f"unix://{tmp_path}/node1/docker.sock",
+        "--bridge=none",
+    ]
+    assert daemon.pid() is None
+    assert not daemon.answers()
+
+
+def test_lab_node_daemons_keep_their_folders(state_dir: Path) -> None:
+    node = nodes.daemon(2)
+    assert node.root == state_dir / "lab" / "node2"
+    assert node.exec_root == state_dir / "lab" / "node2" / "exec"
+    assert node.socket == state_dir / "lab" / "node2" / "docker.sock"
+
+
 def test_mounts_helpers(tmp_path: Path) -> None:
     assert mounts._unescape(r"/a\040b/c\011d") == "/a b/c\td"
     assert mounts.mounts_under(tmp_path) == []
@@ -186,6 +255,23 @@ def test_lab_bad_node_count_is_one_line(
     assert cli.main(["lab", "up", "--nodes", "0"]) == 1
     assert capsys.readouterr().err.strip() == (
         "dockercoins: error: --nodes must be between 1 and 9, got 0"
+    )
+
+
+def test_lab_bad_forward_port_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["lab", "up", "--forward-port", "70000"])
+    assert exit_info.value.code == 2
+    assert "argument --forward-port: not a TCP port (1-65535): '70000'" in capsys.readouterr().err
+
+
+def test_dockerd_env_without_our_daemon(
+    state_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dockerd, "on_host", lambda: dockerd.Dockerd(state_dir, state_dir / "x"))
+    assert cli.main(["dockerd", "env"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "dockercoins: error: our dockerd is not running: dockercoins dockerd start"
     )
 
 

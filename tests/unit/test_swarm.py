@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 from dockercoins.errors import UserError
-from dockercoins.swarm import operations as swarm
+from dockercoins.swarm.converge import Progress, describe_stuck, progress
 from dockercoins.swarm.ipvs import ipvs_available
-from dockercoins.swarm.operations import Node, Progress, describe_stuck, progress, status_lines
+from dockercoins.swarm.rates import Sample, hash_rate
+from dockercoins.swarm.read import Node
 from dockercoins.swarm.specs import (
     Images,
     Modes,
@@ -24,6 +25,7 @@ from dockercoins.swarm.specs import (
     updated_spec,
     with_mode,
 )
+from dockercoins.swarm.status import status_lines
 
 IMAGES = Images("10.9.0.1:5000", "dockercoins", "v1")
 NO_IPVS = Modes(endpoint="dnsrr", publish="host")
@@ -328,22 +330,22 @@ def test_status_lines_show_services_and_tasks_per_node() -> None:
     assert node2.split()[3:] == ["0", "0", "1", "0", "2"]
 
 
-def test_rate_between_changes_spans_whole_counter_steps() -> None:
+def test_hash_rate_spans_whole_counter_steps() -> None:
     # one worker at ~3.3 hashes/s flushing once a second: steps of 3 or 4 every 1.0 s,
     # polled every 0.2 s; two samples 1.5 s apart would say 2.0 or 4.0
-    samples = [(100.0 + 0.2 * i, 0) for i in range(3)]  # 100.0 .. 100.4: no step yet
+    samples = [Sample(100.0 + 0.2 * i, 0) for i in range(3)]  # 100.0 .. 100.4: no step yet
     steps = {100.5: 3, 101.5: 7, 102.5: 10, 103.5: 13}  # flush instants -> new counter
     counter = 0
     for i in range(3, 20):
         now = 100.0 + 0.2 * i
         counter = max([v for t, v in steps.items() if t <= now], default=counter)
-        samples.append((now, counter))
-    rate = swarm.rate_between_changes(samples)
+        samples.append(Sample(now, counter))
+    rate = hash_rate(samples)
     assert rate is not None
     assert 3.0 <= rate <= 3.6  # 10 hashes over the 3.0 s between the first and last step
 
 
-def test_rate_between_changes_needs_two_steps() -> None:
-    assert swarm.rate_between_changes([(1.0, 5), (2.0, 5), (3.0, 5)]) is None
-    assert swarm.rate_between_changes([(1.0, 5), (2.0, 8), (3.0, 8)]) is None
-    assert swarm.rate_between_changes([]) is None
+def test_hash_rate_needs_two_steps() -> None:
+    assert hash_rate([Sample(1.0, 5), Sample(2.0, 5), Sample(3.0, 5)]) is None
+    assert hash_rate([Sample(1.0, 5), Sample(2.0, 8), Sample(3.0, 8)]) is None
+    assert hash_rate([]) is None

@@ -14,76 +14,23 @@ the worker's client choice can be checked against the alternatives on this machi
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dockercoins import ui
+from dockercoins.bench.client_loops import ClientRate, aiohttp_rate, httpx_rate, run_async
 from dockercoins.errors import UserError
 from dockercoins.local import Stack
 
 RNG_CONCURRENCY = "4096"
 STATS = re.compile(r"stats (\{.*\})")
 STOPPED = re.compile(r"stopped after (\d+) loops")
-
-
-def _concurrencies(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a comma-separated list of integers: {text!r}"
-        ) from None
-    if not values or any(value < 1 or value > 4096 for value in values):
-        raise argparse.ArgumentTypeError("concurrencies must be between 1 and 4096")
-    return values
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError("seconds must be between 0 and 3600")
-    return value
-
-
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add `bench pipeline`."""
-    parser = subparsers.add_parser(
-        "pipeline",
-        help="hashes/second of one worker process with every delay at 0",
-        description="Run redis-server, rng, hasher and one worker process on loopback with "
-        "every delay at 0, at each worker concurrency, and print hashes/second and the "
-        "latency of rng and hasher requests (mean, p99).",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=_concurrencies,
-        default=[1, 8, 32],
-        metavar="N,N,...",
-        help="WORKER_CONCURRENCY values to run (default 1,8,32)",
-    )
-    parser.add_argument(
-        "--duration", type=_seconds, default=10.0, help="seconds measured per run (10)"
-    )
-    parser.add_argument("--warmup", type=_seconds, default=2.0, help="seconds before measuring (2)")
-    parser.add_argument(
-        "--compare-clients",
-        action="store_true",
-        help="also run in-process GET/POST loops with httpx and plain aiohttp",
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.set_defaults(func=run)
 
 
 @dataclass(frozen=True)
@@ -99,6 +46,17 @@ class WorkerRun:
     cpu_us_per_loop: float
     loops_total: int
     redis_hashes: int
+
+
+def worker_report(logs: str) -> tuple[dict[str, Any], int] | None:
+    """What a worker run with WORKER_STATS=1 logged as it stopped: its last `stats {...}`
+    line (JSON: loops, hashes_per_second, rng/hasher latency, CPU) and the count of its
+    last `stopped after N loops` line. None when either line is missing."""
+    stats, stopped = STATS.findall(logs), STOPPED.findall(logs)
+    if not stats or not stopped:
+        return None
+    summary: dict[str, Any] = json.loads(stats[-1])
+    return summary, int(stopped[-1])
 
 
 def _read_hashes(port: int) -> int:
@@ -145,11 +103,10 @@ def _run_worker(
             )
         time.sleep(0.1)
     code = stack.stop_child(child)
-    logs = child.logs()
-    stats, stopped = STATS.findall(logs), STOPPED.findall(logs)
-    if code != 0 or not stats or not stopped:
+    report = worker_report(child.logs())
+    if code != 0 or report is None:
         raise UserError(f"the worker did not report its numbers (exit {code}): {child.log_path}")
-    summary = json.loads(stats[-1])
+    summary, loops_total = report
     return WorkerRun(
         concurrency=concurrency,
         hashes_per_second=float(summary["hashes_per_second"]),
@@ -160,97 +117,9 @@ def _run_worker(
         hasher_p99_ms=float(summary["hasher"]["p99_ms"]),
         cpu_percent=float(summary["cpu_percent"]),
         cpu_us_per_loop=float(summary["cpu_us_per_loop"]),
-        loops_total=int(stopped[-1]),
+        loops_total=loops_total,
         redis_hashes=_read_hashes(redis_port) - before,
     )
-
-
-# --- in-process client comparison -------------------------------------------------------------
-
-LoopBody = Callable[[], Awaitable[None]]
-
-
-def _cpu_seconds() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-@dataclass(frozen=True)
-class ClientRate:
-    loops_per_second: float
-    cpu_us_per_loop: float
-
-
-async def _drive(body: LoopBody, concurrency: int, warmup: float, duration: float) -> ClientRate:
-    """Run `body` in `concurrency` tasks; loops per second over the measured window and
-    the CPU time this process spent per loop."""
-    counted = 0
-    measuring = False
-    stop = False
-
-    async def one() -> None:
-        nonlocal counted
-        while not stop:
-            await body()
-            if measuring:
-                counted += 1
-
-    tasks = [asyncio.create_task(one()) for _ in range(concurrency)]
-    await asyncio.sleep(warmup)
-    measuring = True
-    started, cpu = time.monotonic(), _cpu_seconds()
-    await asyncio.sleep(duration)
-    measuring = False
-    elapsed, cpu = time.monotonic() - started, _cpu_seconds() - cpu
-    stop = True
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return ClientRate(counted / max(elapsed, 1e-9), 1e6 * cpu / max(counted, 1))
-
-
-async def _httpx_rate(
-    urls: dict[str, str], concurrency: int, warmup: float, duration: float
-) -> ClientRate:
-    import httpx
-
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(limits=limits, timeout=10, trust_env=False) as client:
-
-        async def body() -> None:
-            data = (await client.get(urls["rng"])).content
-            (await client.post(urls["hasher"], content=data)).raise_for_status()
-
-        return await _drive(body, concurrency, warmup, duration)
-
-
-async def _aiohttp_rate(
-    urls: dict[str, str], concurrency: int, warmup: float, duration: float
-) -> ClientRate:
-    import aiohttp
-
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def body() -> None:
-            async with session.get(urls["rng"]) as answer:
-                data = await answer.read()
-            async with session.post(urls["hasher"], data=data) as answer:
-                await answer.read()
-                answer.raise_for_status()
-
-        return await _drive(body, concurrency, warmup, duration)
-
-
-def _run_async(coroutine: Awaitable[ClientRate]) -> ClientRate:
-    try:
-        import uvloop
-
-        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coroutine)  # type: ignore[arg-type]
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -288,12 +157,20 @@ def _client_table(concurrencies: list[int], rows: dict[str, dict[int, ClientRate
     return lines
 
 
-def run(args: argparse.Namespace) -> int:
+def run(
+    *,
+    concurrencies: list[int],
+    duration: float,
+    warmup: float,
+    compare_clients: bool,
+    as_json: bool,
+) -> None:
+    """Run the servers, a worker per concurrency (and the in-process client loops when
+    `compare_clients`), then print the tables, or JSON when `as_json`."""
     from dockercoins.host.ports import free_port
     from dockercoins.local import redis_server_binary
 
     redis_server_binary()
-    concurrencies: list[int] = args.concurrency
     workdir = Path(tempfile.mkdtemp(prefix="dockercoins-bench-"))
     stack = Stack(workdir, log_to_files=True)
     runs: list[WorkerRun] = []
@@ -319,31 +196,31 @@ def run(args: argparse.Namespace) -> int:
                         urls=urls,
                         redis_port=redis_port,
                         concurrency=concurrency,
-                        warmup=args.warmup,
-                        duration=args.duration,
+                        warmup=warmup,
+                        duration=duration,
                     )
                 )
-        if args.compare_clients:
+        if compare_clients:
             for name, rate in (
-                ("httpx AsyncClient, keep-alive (in-process loop)", _httpx_rate),
-                ("aiohttp, keep-alive, no rotation (in-process loop)", _aiohttp_rate),
+                ("httpx AsyncClient, keep-alive (in-process loop)", httpx_rate),
+                ("aiohttp, keep-alive, no rotation (in-process loop)", aiohttp_rate),
             ):
                 clients[name] = {}
                 for concurrency in concurrencies:
                     with ui.step(f"{name.split(',')[0]}, concurrency {concurrency}"):
-                        clients[name][concurrency] = _run_async(
-                            rate(urls, concurrency, args.warmup, args.duration)
+                        clients[name][concurrency] = run_async(
+                            rate(urls, concurrency, warmup, duration)
                         )
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    if args.json:
+    if as_json:
         ui.result(
             json.dumps(
                 {
-                    "duration": args.duration,
-                    "warmup": args.warmup,
+                    "duration": duration,
+                    "warmup": warmup,
                     "worker": [run.__dict__ for run in runs],
                     "clients": {
                         name: {str(c): r.__dict__ for c, r in rates.items()}
@@ -353,10 +230,10 @@ def run(args: argparse.Namespace) -> int:
                 indent=2,
             )
         )
-        return 0
+        return
     ui.result(
-        f"Pipeline with every delay at 0, one worker process, {args.duration:g} s "
-        f"measured after {args.warmup:g} s warm-up:"
+        f"Pipeline with every delay at 0, one worker process, {duration:g} s "
+        f"measured after {warmup:g} s warm-up:"
     )
     ui.result("")
     for line in _worker_table(runs):
@@ -373,4 +250,3 @@ def run(args: argparse.Namespace) -> int:
         ui.result("")
         for line in _client_table(concurrencies, {**worker_row, **clients}):
             ui.result(line)
-    return 0

@@ -6,15 +6,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from dockercoins.bench.model import (
-    GLOBAL,
-    MODES,
-    REPLICATED,
-    BenchReport,
-    rng_ceiling,
-    window_rates,
-    worker_ceiling,
-)
+from dockercoins.bench.model import BenchReport, rng_ceiling, worker_ceiling
+from dockercoins.names import GLOBAL, MODES, REPLICATED
+from dockercoins.swarm.rates import window_rates
 
 COLOURS = {REPLICATED: "tab:blue", GLOBAL: "tab:orange"}
 

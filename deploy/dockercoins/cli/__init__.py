@@ -15,12 +15,20 @@ from dockercoins.errors import UserError
 
 def _command_modules() -> list[ModuleType]:
     from dockercoins.cli import bench as commands_bench
+    from dockercoins.cli import dockerd as commands_dockerd
     from dockercoins.cli import images as commands_images
     from dockercoins.cli import lab as commands_lab
     from dockercoins.cli import local as commands_local
     from dockercoins.cli import swarm as commands_swarm
 
-    return [commands_local, commands_images, commands_lab, commands_swarm, commands_bench]
+    return [
+        commands_local,
+        commands_images,
+        commands_dockerd,
+        commands_lab,
+        commands_swarm,
+        commands_bench,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,14 +1,244 @@
-"""`dockercoins bench ...`: benchmarks print numbers; they are not tests."""
+"""`dockercoins bench ...`: benchmarks print numbers; they are not tests.
+
+Every bench option is declared here. A check of one option's value is its argparse `type`
+(a bad value exits 2 with the usage); checks across options follow the parse.
+"""
+
+from __future__ import annotations
 
 import argparse
-from typing import Any
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dockercoins.bench import pipeline as bench_pipeline
-from dockercoins.bench import rng_modes as bench_rng_modes
+from dockercoins.bench.report import JSON_FILE, PNG_FILE, TABLE_FILE
+from dockercoins.cli.common import Subparsers, int_between, seconds_between
+from dockercoins.names import WEBUI_PUBLISHED_PORT
+
+if TYPE_CHECKING:
+    from dockercoins.bench.rng_modes import Options
 
 
-def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
+def register(subparsers: Subparsers) -> None:
+    """Add `bench` and its benchmarks."""
     parser = subparsers.add_parser("bench", help="benchmarks (numbers, not tests)")
     bench = parser.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
-    bench_pipeline.register(bench)
-    bench_rng_modes.register(bench)
+    _register_pipeline(bench)
+    _register_rng_modes(bench)
+
+
+# --- option types -----------------------------------------------------------------------------
+
+SECONDS = seconds_between(0.0, 3600.0)
+WORKER_COUNT = int_between(1, 1000)
+
+
+def _concurrencies(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {text!r}"
+        ) from None
+    if not values or any(value < 1 or value > 4096 for value in values):
+        raise argparse.ArgumentTypeError("concurrencies must be between 1 and 4096")
+    return values
+
+
+def _sweep(text: str) -> list[int]:
+    """ "1,2,5,10,15" -> [1, 2, 5, 10, 15] (sorted, unique)."""
+    counts: set[int] = set()
+    for raw in text.split(","):
+        part = raw.strip()
+        if not part.isdigit() or not 1 <= int(part) <= 1000:
+            raise argparse.ArgumentTypeError(
+                f"bad value {text!r}: expected worker counts from 1 to 1000, e.g. 1,2,5,10"
+            )
+        counts.add(int(part))
+    return sorted(counts)
+
+
+def _webui(text: str) -> str:
+    from dockercoins.bench.rng_modes import webui_problem
+
+    problem = webui_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"bad value {text!r}: {problem}")
+    return text
+
+
+# --- bench pipeline ---------------------------------------------------------------------------
+
+
+def _register_pipeline(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pipeline",
+        help="hashes/second of one worker process with every delay at 0",
+        description="Run redis-server, rng, hasher and one worker process on loopback with "
+        "every delay at 0, at each worker concurrency, and print hashes/second and the "
+        "latency of rng and hasher requests (mean, p99).",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrencies,
+        default=[1, 8, 32],
+        metavar="N,N,...",
+        help="WORKER_CONCURRENCY values to run (default 1,8,32)",
+    )
+    parser.add_argument(
+        "--duration", type=SECONDS, default=10.0, help="seconds measured per run (10)"
+    )
+    parser.add_argument("--warmup", type=SECONDS, default=2.0, help="seconds before measuring (2)")
+    parser.add_argument(
+        "--compare-clients",
+        action="store_true",
+        help="also run in-process GET/POST loops with httpx and plain aiohttp",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.set_defaults(func=_pipeline)
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from dockercoins.bench import pipeline
+
+    pipeline.run(
+        concurrencies=args.concurrency,
+        duration=args.duration,
+        warmup=args.warmup,
+        compare_clients=args.compare_clients,
+        as_json=args.json,
+    )
+    return 0
+
+
+# --- bench rng-modes --------------------------------------------------------------------------
+
+
+def _register_rng_modes(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "rng-modes",
+        help="hash rate with rng replicated (1 task) vs global (1 per node), on the swarm",
+        description="On the swarm DOCKER_HOST points at (default: the lab's manager), with "
+        "DockerCoins deployed: measure the steady hash rate with rng replicated (1 task) "
+        "and global (1 task per node) for the same worker counts, next to the ceiling "
+        "min(W / (d_worker + d_rng + d_hasher), R / d_rng). Writes a markdown table, JSON "
+        "and a PNG to --out and prints the table. The services are put back as they were, "
+        "also on Ctrl-C.",
+    )
+    parser.add_argument(
+        "--workers", type=WORKER_COUNT, default=10, help="worker replicas of the main run (10)"
+    )
+    parser.add_argument(
+        "--sweep",
+        type=_sweep,
+        default="1,2,5,10,15",
+        help="worker counts measured in both modes, comma-separated (1,2,5,10,15)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=seconds_between(1.0),
+        default=30.0,
+        help="seconds measured per point (30)",
+    )
+    parser.add_argument(
+        "--main-duration",
+        type=seconds_between(1.0),
+        default=None,
+        help="seconds measured for the main run (--workers) in each mode (--duration)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=seconds_between(0.0),
+        default=10.0,
+        help="seconds waited after the tasks run, before measuring (10)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=seconds_between(0.1),
+        default=1.0,
+        help="seconds between /json reads (1)",
+    )
+    parser.add_argument(
+        "--window",
+        type=seconds_between(0.1),
+        default=3.0,
+        help="seconds per window for the spread of the rate (3; worker counters flush "
+        "about once a second, so 1-second rates are mostly noise)",
+    )
+    parser.add_argument(
+        "--webui",
+        type=_webui,
+        default=None,
+        metavar="URL",
+        help="the web UI to read /json from (default: "
+        f"http://127.0.0.1:{WEBUI_PUBLISHED_PORT}, then the lab's "
+        "nodes); loopback or lab addresses only",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=seconds_between(5.0),
+        default=180.0,
+        help="seconds allowed for each change of scale or mode to converge (180)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results"),
+        help=f"directory for {TABLE_FILE}, {JSON_FILE} and {PNG_FILE} (./bench-results)",
+    )
+    parser.set_defaults(func=_rng_modes)
+
+
+def rng_modes_options(args: argparse.Namespace) -> Options:
+    """The checked run; UserError when options disagree with each other."""
+    from dockercoins.bench.rng_modes import Options
+    from dockercoins.errors import UserError
+
+    main_duration = args.duration if args.main_duration is None else args.main_duration
+    if args.interval > args.window:
+        raise UserError(f"--interval {args.interval:g} must not exceed --window {args.window:g}")
+    if min(args.duration, main_duration) < 2 * args.interval:
+        raise UserError("--duration must cover at least two /json reads (2 x --interval)")
+    return Options(
+        workers=args.workers,
+        counts=tuple(sorted({*args.sweep, args.workers})),
+        duration=args.duration,
+        main_duration=main_duration,
+        warmup=args.warmup,
+        interval=args.interval,
+        window=args.window,
+        timeout=args.timeout,
+        out=args.out,
+        webui=args.webui.rstrip("/") if args.webui else None,
+    )
+
+
+def rng_modes_command_line(options: Options) -> str:
+    """The command that repeats this run (every option spelled out)."""
+    words = [
+        "dockercoins", "bench", "rng-modes",
+        "--workers", str(options.workers),
+        "--sweep", ",".join(map(str, options.counts)),
+        "--duration", f"{options.duration:g}",
+        "--main-duration", f"{options.main_duration:g}",
+        "--warmup", f"{options.warmup:g}",
+        "--interval", f"{options.interval:g}",
+        "--window", f"{options.window:g}",
+        "--out", str(options.out),
+    ]  # fmt: skip
+    if options.webui:
+        words += ["--webui", options.webui]
+    return shlex.join(words)
+
+
+def _rng_modes(args: argparse.Namespace) -> int:
+    from dockercoins.bench import rng_modes
+    from dockercoins.swarm.connect import connect_manager, manager_errors
+    from dockercoins.swarm.read import nodes, warn_unready_nodes
+
+    options = rng_modes_options(args)
+    with manager_errors():
+        client = connect_manager()  # one client for every step, restore included
+        warn_unready_nodes(nodes(client))
+        rng_modes.run(client, options, rng_modes_command_line(options))
+    return 0

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from dockercoins import ui
+from dockercoins.cli.common import Subparsers, tcp_address
 from dockercoins.images import naming
-from dockercoins.paths import SERVICES
+from dockercoins.names import DEFAULT_REGISTRY, IMAGES
 
 NAMING_HELP = (
     "Images are named REGISTRY/USER_NAMESPACE/<service>:TAG (the tutorial's variables; "
-    "the options override them; default registry: the lab's, else 127.0.0.1:5000)."
+    f"the options override them; default registry: the lab's, else {DEFAULT_REGISTRY})."
 )
 
 
@@ -22,7 +23,7 @@ def _add_naming(parser: argparse.ArgumentParser) -> None:
         "services",
         nargs="*",
         metavar="SERVICE",
-        help=f"services to handle (default: all of {', '.join(SERVICES)})",
+        help=f"services to handle (default: all of {', '.join(IMAGES)})",
     )
     parser.add_argument("--registry", help="registry HOST[:PORT] (env REGISTRY)")
     parser.add_argument("--namespace", help="namespace (env USER_NAMESPACE, dockercoins)")
@@ -121,7 +122,7 @@ def _registry_status(args: argparse.Namespace) -> int:
     return 0 if current.running and current.answers else 3
 
 
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add build, push, ship and registry."""
     build = subparsers.add_parser(
         "build",
@@ -169,6 +170,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         )
         if name == "up":
             action.add_argument(
-                "--addr", default="127.0.0.1:5000", help="HOST:PORT to serve on (127.0.0.1:5000)"
+                "--addr",
+                type=tcp_address,
+                default=DEFAULT_REGISTRY,
+                help=f"HOST:PORT to serve on ({DEFAULT_REGISTRY})",
             )
         action.set_defaults(func=func)

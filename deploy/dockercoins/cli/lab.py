@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
 
 from dockercoins import ui
+from dockercoins.cli.common import Subparsers, tcp_port
+from dockercoins.errors import UserError
+from dockercoins.lab.network import DEFAULT_NODES, MAX_NODES
+from dockercoins.names import WEBUI_PUBLISHED_PORT
 
-DEFAULT_NODES = 3
-DEFAULT_FORWARD_PORT = 8000
 
-
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add `lab` and its subcommands."""
     lab = subparsers.add_parser(
         "lab",
@@ -39,10 +39,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     up.add_argument(
         "--forward-port",
-        type=int,
-        default=DEFAULT_FORWARD_PORT,
-        help="host port on 127.0.0.1 forwarded to the web UI port 8000 of the nodes "
-        f"(default {DEFAULT_FORWARD_PORT}; if it is taken, the lab comes up without it)",
+        type=tcp_port,
+        default=WEBUI_PUBLISHED_PORT,
+        help=f"host port on 127.0.0.1 forwarded to the web UI port {WEBUI_PUBLISHED_PORT} of "
+        f"the nodes (default {WEBUI_PUBLISHED_PORT}; if it is taken, the lab comes up "
+        "without it)",
     )
     up.set_defaults(func=_up)
 
@@ -72,10 +73,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from dockercoins.lab import lifecycle as lab
+    from dockercoins.lab import lifecycle
 
+    # One line and exit status 1, not a usage error (exit 2): the unit tests state it.
+    if not 1 <= args.nodes <= MAX_NODES:
+        raise UserError(f"--nodes must be between 1 and {MAX_NODES}, got {args.nodes}")
     started = time.monotonic()
-    state = lab.up(args.nodes, args.forward_port)
+    state = lifecycle.up(args.nodes, args.forward_port)
     ui.info(
         f"lab up: {len(state.nodes)} nodes in {time.monotonic() - started:.1f} s; "
         f"web UI (once deployed): http://localhost:{state.forward_port}/"
@@ -86,9 +90,9 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from dockercoins.lab import lifecycle as lab
+    from dockercoins.lab import status as lab_status
 
-    report = lab.status()
+    report = lab_status.status()
     state = report.state
     ui.result(
         f"lab: {len(state.nodes)} nodes, bridge {state.bridge} ({state.host_ip}), "
@@ -107,9 +111,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from dockercoins.lab import lifecycle as lab
+    from dockercoins.lab import lifecycle
 
     started = time.monotonic()
-    lab.down(purge=args.purge)
+    lifecycle.down(purge=args.purge)
     ui.info(f"lab down in {time.monotonic() - started:.1f} s: nothing of the lab is running")
     return 0

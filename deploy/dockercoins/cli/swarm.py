@@ -7,8 +7,12 @@ import time
 from typing import Any
 
 from dockercoins import ui
+from dockercoins.cli.common import Subparsers, int_between, seconds_between
+from dockercoins.names import GLOBAL, REPLICATED, WEBUI_PUBLISHED_PORT
 
 DEFAULT_TIMEOUT = 180.0
+TIMEOUT = seconds_between(0.0, low_inclusive=False)
+REPLICAS = int_between(0, 999_999)
 
 WHERE = (
     "The swarm is the one DOCKER_HOST points at, else the current Docker context, else the "
@@ -19,20 +23,21 @@ WHERE = (
 def _timeout(parser: argparse.ArgumentParser, default: float = DEFAULT_TIMEOUT) -> None:
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=TIMEOUT,
         default=default,
         metavar="SECONDS",
         help=f"give up waiting for the tasks after this long (default {default:.0f})",
     )
 
 
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add this module's subcommands."""
     deploy = subparsers.add_parser(
         "deploy",
         help="create the overlay network and the five services on a swarm",
         description="Create the overlay network `dockercoins` and the services redis, "
-        "hasher, rng, webui, worker from the pushed images (webui published on 8000), then "
+        "hasher, rng, webui, worker from the pushed images (webui published on "
+        f"{WEBUI_PUBLISHED_PORT}), then "
         "wait until every task runs. Running it again leaves unchanged services alone and "
         "keeps their scale. Without IP_VS in the kernel (detected via /proc/sys/net/ipv4/vs "
         "on this machine), services use --endpoint-mode dnsrr and host-mode publishing; "
@@ -57,11 +62,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--publish-mode",
         choices=("auto", "ingress", "host"),
         default="auto",
-        help="how webui's port 8000 is published: auto follows IP_VS (default auto)",
+        help=f"how webui's port {WEBUI_PUBLISHED_PORT} is published: auto follows IP_VS "
+        "(default auto)",
     )
     deploy.add_argument(
         "--workers",
-        type=int,
+        type=REPLICAS,
         default=None,
         metavar="N",
         help="worker replicas (default: 1 when created, the current count otherwise)",
@@ -91,9 +97,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="A service's mode cannot change in place: rng is removed and created "
         f"again with the same spec in the new mode, then the tool waits for it. {WHERE}",
     )
-    mode.add_argument("mode", choices=("global", "replicated"), help="the new mode")
+    mode.add_argument("mode", choices=(GLOBAL, REPLICATED), help="the new mode")
     mode.add_argument(
-        "--replicas", type=int, default=1, metavar="N", help="replicas in replicated mode (1)"
+        "--replicas", type=REPLICAS, default=1, metavar="N", help="replicas in replicated mode (1)"
     )
     _timeout(mode)
     mode.set_defaults(func=_rng_mode)
@@ -102,7 +108,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "status",
         help="services, tasks per node and the hash rate now",
         description="Show the services (mode, running/desired tasks), the tasks per node and "
-        "the hash rate measured from two /json samples of the web UI (127.0.0.1:8000, "
+        "the hash rate measured from /json samples of the web UI over a few seconds "
+        f"(127.0.0.1:{WEBUI_PUBLISHED_PORT}, "
         f"else the lab's node addresses). {WHERE}",
     )
     status.add_argument("--webui", default=None, metavar="URL", help="read /json from here")
@@ -125,26 +132,27 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     down.set_defaults(func=_down)
 
 
-def _check_timeout(value: float) -> float:
-    from dockercoins.errors import UserError
+def _manager(*, warn_unready: bool = True) -> Any:
+    """The command's one client on the swarm manager, after one warning per unready node."""
+    from dockercoins.swarm.connect import connect_manager
+    from dockercoins.swarm.read import nodes, warn_unready_nodes
 
-    if not value > 0:
-        raise UserError(f"bad --timeout {value}: expected a number of seconds > 0")
-    return value
+    client = connect_manager()
+    if warn_unready:
+        warn_unready_nodes(nodes(client))
+    return client
 
 
 def _deploy(args: argparse.Namespace) -> int:
     from dockercoins.images import naming
-    from dockercoins.swarm import operations as swarm
+    from dockercoins.swarm import operations
     from dockercoins.swarm import specs as swarm_specs
+    from dockercoins.swarm.connect import manager_errors
     from dockercoins.swarm.ipvs import ipvs_available
 
-    timeout = _check_timeout(args.timeout)
     registry = naming.check_registry(args.registry or naming.default_registry())
     namespace = naming.check_namespace(args.namespace or naming.default_namespace())
     tag = naming.check_tag(args.tag or naming.default_tag())
-    if args.workers is not None:
-        swarm_specs.check_replicas(args.workers, "worker")
     env = swarm_specs.parse_env_overrides(args.env)
     ipvs = ipvs_available()
     modes = swarm_specs.resolve_modes(args.endpoint_mode, args.publish_mode, ipvs)
@@ -157,53 +165,54 @@ def _deploy(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with (
         ui.step(f"deploy DockerCoins ({naming.repository(registry, namespace, '*')}:{tag})"),
-        swarm.docker_errors(),
+        manager_errors(),
     ):
-        swarm.deploy(images, modes, args.workers, env, timeout)
+        operations.deploy(
+            _manager(), images, modes, workers=args.workers, env=env, timeout=args.timeout
+        )
     ui.result(
         f"DockerCoins is running ({time.monotonic() - started:.1f} s); web UI published on "
-        f"port {swarm_specs.WEBUI_PORT}"
+        f"port {WEBUI_PUBLISHED_PORT}"
         + (" of the node running webui" if modes.publish == "host" else " of every node")
     )
     return 0
 
 
 def _scale(args: argparse.Namespace) -> int:
-    from dockercoins.swarm import operations as swarm
+    from dockercoins.swarm import operations
     from dockercoins.swarm import specs as swarm_specs
+    from dockercoins.swarm.connect import manager_errors
 
-    timeout = _check_timeout(args.timeout)
     targets = swarm_specs.parse_scale_args(args.targets)
     with (
         ui.step("scale " + " ".join(f"{k}={v}" for k, v in targets.items())),
-        swarm.docker_errors(),
+        manager_errors(),
     ):
-        swarm.scale(targets, timeout)
+        operations.scale(_manager(), targets, args.timeout)
     return 0
 
 
 def _rng_mode(args: argparse.Namespace) -> int:
-    from dockercoins.swarm import operations as swarm
-    from dockercoins.swarm import specs as swarm_specs
+    from dockercoins.swarm import operations
+    from dockercoins.swarm.connect import manager_errors
 
-    timeout = _check_timeout(args.timeout)
-    replicas = swarm_specs.check_replicas(args.replicas, "rng")
-    with ui.step(f"rng-mode {args.mode}"), swarm.docker_errors():
-        swarm.rng_mode(args.mode, replicas, timeout)
+    with ui.step(f"rng-mode {args.mode}"), manager_errors():
+        operations.rng_mode(_manager(), args.mode, args.replicas, args.timeout)
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    from dockercoins.swarm import operations as swarm
+    from dockercoins.swarm.connect import manager_errors
+    from dockercoins.swarm.status import status
 
-    with swarm.docker_errors():
-        return swarm.status(args.webui, max(0.0, args.wait))
+    with manager_errors():
+        return status(_manager(warn_unready=False), args.webui, max(0.0, args.wait))
 
 
 def _down(args: argparse.Namespace) -> int:
-    from dockercoins.swarm import operations as swarm
+    from dockercoins.swarm import operations
+    from dockercoins.swarm.connect import manager_errors
 
-    timeout = _check_timeout(args.timeout)
-    with ui.step("down: remove the DockerCoins services and network"), swarm.docker_errors():
-        swarm.down(timeout)
+    with ui.step("down: remove the DockerCoins services and network"), manager_errors():
+        operations.down(_manager(warn_unready=False), args.timeout)
     return 0

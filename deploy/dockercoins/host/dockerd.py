@@ -1,75 +1,82 @@
-"""A dockerd of the project's own on the host, for scripts and tests when none is reachable.
+"""Start and stop a dockerd of the project's own: the lab's nodes and a daemon on the host
+for scripts and tests when none is reachable (`dockercoins dockerd start|env|stop`).
 
-It gets its own --data-root, --exec-root, --pidfile and unix socket, no default bridge
-(`--bridge=none`: no docker0 to fight over with another daemon; user-defined networks
-work as usual), and is stopped by its own pid. A daemon that was already running is never
-touched.
-
-    python -m dockercoins.host.dockerd start   # prints `export DOCKER_HOST=...`
-    python -m dockercoins.host.dockerd env     # the same line, if ours is running
-    python -m dockercoins.host.dockerd stop
+Each daemon keeps its data root, pidfile, unix socket and log under its own folder and its
+exec root where unix socket paths stay short; it is stopped by its own pid (checked against
+its command line). A daemon that was already running is never touched. The one on the host
+runs without a default bridge (`--bridge=none`: no docker0 to fight over with another
+daemon; user-defined networks work as usual).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import sys
 import tempfile
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dockercoins.errors import UserError
 from dockercoins.host import mounts, processes
 from dockercoins.paths import state_dir
 
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+HOST_ARGS = ("--bridge=none",)  # a second daemon on the host: no docker0 of its own
+
 
 @dataclass(frozen=True)
-class HostDockerd:
+class Dockerd:
     """Where one of our dockerds keeps its things (everything under `root`, but the
-    exec-root, whose unix socket paths must stay short)."""
+    exec root, whose unix socket paths must stay short)."""
 
     root: Path
     exec_root: Path
 
     @property
-    def socket(self) -> Path:
-        return self.root / "docker.sock"
-
-    @property
-    def base_url(self) -> str:
-        return f"unix://{self.socket}"
+    def data_root(self) -> Path:
+        return self.root / "data"
 
     @property
     def pidfile(self) -> Path:
         return self.root / "dockerd.pid"
 
     @property
+    def socket(self) -> Path:
+        return self.root / "docker.sock"
+
+    @property
     def log(self) -> Path:
         return self.root / "dockerd.log"
 
     @property
-    def data_root(self) -> Path:
-        return self.root / "data"
+    def docker_host(self) -> str:
+        """Its DOCKER_HOST: unix://<socket>."""
+        return f"unix://{self.socket}"
 
     def pid(self) -> int | None:
         """The daemon's pid if it is alive and is this daemon (its command line names our
         pidfile), else None."""
         return processes.pidfile_process(self.pidfile, str(self.pidfile))
 
-    def answers(self) -> bool:
-        return answers(self.base_url)
+    def answers(self, timeout: float = 5.0) -> bool:
+        """True when a daemon answers /_ping on the socket."""
+        return self.socket.exists() and ping(self.docker_host, timeout)
+
+    def healthy(self) -> bool:
+        """Ours runs and answers."""
+        return self.pid() is not None and self.answers()
 
 
-def answers(base_url: str, timeout: float = 3.0) -> bool:
-    """True when a Docker daemon answers /_ping at base_url."""
+def ping(docker_host: str, timeout: float = 5.0) -> bool:
+    """True when a Docker daemon answers /_ping at `docker_host`."""
     import docker.errors
     from docker.client import DockerClient
 
     try:
-        client = DockerClient(base_url=base_url, timeout=int(max(timeout, 1)))
+        client = DockerClient(base_url=docker_host, timeout=int(max(timeout, 1)))
         try:
             return bool(client.ping())
         finally:
@@ -78,96 +85,91 @@ def answers(base_url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def default_daemon() -> HostDockerd:
-    """The one `python -m dockercoins.host.dockerd start` manages (state_dir()/dockerd)."""
-    root = state_dir() / "dockerd"
-    return HostDockerd(root=root, exec_root=Path("/run/dockercoins-dockerd"))
+def connect(daemon: Dockerd, timeout: int = 60) -> Any:
+    """A Docker SDK client for `daemon` (UserError when it does not answer)."""
+    from dockercoins import dockerapi
+
+    return dockerapi.connect(daemon.docker_host, timeout=timeout)
 
 
-def start(daemon: HostDockerd, timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> None:
-    """Start `daemon` unless it already runs; waits until it answers. UserError on failure."""
-    if daemon.pid() is not None and daemon.answers():
-        return
+def dockerd_binary() -> str:
+    """The dockerd executable, or a one-line UserError saying how to install it."""
     binary = shutil.which("dockerd")
-    if binary is None:
+    if not binary:
         raise UserError("dockerd is not installed: apt-get install docker.io")
-    daemon.root.mkdir(parents=True, exist_ok=True)
-    daemon.exec_root.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        daemon.socket.unlink()
-    command = [
-        binary,
-        f"--data-root={daemon.data_root}",
-        f"--exec-root={daemon.exec_root}",
-        f"--pidfile={daemon.pidfile}",
-        f"--host={daemon.base_url}",
-        "--bridge=none",
+    return binary
+
+
+def command(
+    daemon: Dockerd, extra_args: Sequence[str] = (), prefix: Sequence[str] = ()
+) -> list[str]:
+    """`prefix` (e.g. entering namespaces), then dockerd with `daemon`'s folders."""
+    return [
+        *prefix,
+        dockerd_binary(),
+        "--data-root",
+        str(daemon.data_root.absolute()),
+        "--exec-root",
+        str(daemon.exec_root.absolute()),
+        "--pidfile",
+        str(daemon.pidfile.absolute()),
+        "-H",
+        f"unix://{daemon.socket.absolute()}",
         *extra_args,
     ]
-    proc = processes.spawn_detached(command, daemon.log, cwd=None)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise UserError(f"dockerd exited at start (status {proc.returncode}); see {daemon.log}")
-        if daemon.socket.exists() and daemon.answers():
-            return
-        time.sleep(0.2)
-    processes.stop([proc.pid], 10.0)
-    raise UserError(f"dockerd did not answer within {timeout:.0f} s; see {daemon.log}")
 
 
-def stop(daemon: HostDockerd, timeout: float = 30.0) -> bool:
-    """Stop `daemon` by its own pid; True if it was running."""
+def start(
+    daemon: Dockerd,
+    *,
+    extra_args: Sequence[str] = HOST_ARGS,
+    prefix: Sequence[str] = (),
+    what: str = "dockerd",
+    timeout: float = START_TIMEOUT,
+) -> None:
+    """Start `daemon` unless it already runs and answers; returns once it answers.
+    UserError, with the telling line of its log, when it exits or does not answer."""
+    if daemon.healthy():
+        return
+    argv = command(daemon, extra_args, prefix)
+    for folder in (daemon.root, daemon.data_root, daemon.exec_root):
+        folder.mkdir(parents=True, exist_ok=True)
+    daemon.socket.unlink(missing_ok=True)
+    if daemon.pid() is None:
+        daemon.pidfile.unlink(missing_ok=True)  # stale: its daemon is gone
+    proc = processes.spawn_detached(argv, daemon.log)
+    processes.wait_ready(
+        proc, daemon.answers, timeout=timeout, what=what, log=daemon.log, interval=0.2
+    )
+
+
+def stop(daemon: Dockerd, timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop `daemon` by its own pid (TERM, KILL after `timeout` s); True if it was running."""
     pid = daemon.pid()
-    if pid is None:
-        return False
-    processes.stop([pid], timeout)
-    with contextlib.suppress(FileNotFoundError):
-        daemon.socket.unlink()
-    return True
+    if pid is not None:
+        processes.stop([pid], timeout)
+    daemon.socket.unlink(missing_ok=True)
+    return pid is not None
 
 
-def temporary(prefix: str = "dcd-") -> HostDockerd:
+def on_host() -> Dockerd:
+    """The one `dockercoins dockerd start` manages (state_dir()/dockerd)."""
+    return Dockerd(root=state_dir() / "dockerd", exec_root=Path("/run/dockercoins-dockerd"))
+
+
+def temporary(prefix: str = "dcd-") -> Dockerd:
     """A throw-away daemon layout (for a test session): remove it with `discard`."""
     root = Path(tempfile.mkdtemp(prefix=prefix, dir=state_dir()))
     exec_root = Path(
         tempfile.mkdtemp(prefix=prefix, dir="/run" if os.access("/run", os.W_OK) else None)
     )
-    return HostDockerd(root=root, exec_root=exec_root)
+    return Dockerd(root=root, exec_root=exec_root)
 
 
-def discard(daemon: HostDockerd) -> None:
+def discard(daemon: Dockerd) -> None:
     """Stop `daemon` and delete its folders, after unmounting whatever a killed daemon may
     have left mounted under them."""
     stop(daemon)
     for folder in (daemon.exec_root, daemon.root):
         mounts.unmount_all_under(folder)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def main(argv: list[str]) -> int:
-    daemon = default_daemon()
-    action = argv[0] if argv else ""
-    try:
-        if action == "start":
-            start(daemon)
-            print(f"export DOCKER_HOST={daemon.base_url}")
-        elif action == "env":
-            if daemon.pid() is None:
-                raise UserError(
-                    "our dockerd is not running: python -m dockercoins.host.dockerd start"
-                )
-            print(f"export DOCKER_HOST={daemon.base_url}")
-        elif action == "stop":
-            print("stopped" if stop(daemon) else "was not running", file=sys.stderr)
-        else:
-            print("usage: python -m dockercoins.host.dockerd start|env|stop", file=sys.stderr)
-            return 2
-    except UserError as error:
-        print(f"hostdockerd: error: {error}", file=sys.stderr)
-        return error.code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

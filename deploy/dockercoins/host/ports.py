@@ -1,11 +1,20 @@
-"""TCP port checks on one address: can we listen on a port, does something accept there,
-which port is free. The one place every module asks these questions."""
+"""TCP addresses and ports: parse HOST:PORT, can we listen on a port, does something accept
+there, which port is free. The one place every module asks these questions."""
 
 from __future__ import annotations
 
 import socket
 
 LOOPBACK = "127.0.0.1"
+PORT_MAX = 65535
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """ "HOST:PORT" -> (host, port); ValueError when malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= PORT_MAX:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
 
 
 def port_free(host: str, port: int) -> bool:

@@ -1,4 +1,5 @@
-"""Host processes the lab started: is a pid alive, what runs it, stop it (TERM, then KILL).
+"""Processes the tool starts on the host: start one detached, wait until it is ready, is a
+pid alive, what runs it, stop it (TERM, then KILL), and the telling line of its log.
 
 Every helper checks a pid against what we expect it to be (its command line, its network
 namespace, its root directory) before signalling it, so a recycled pid is never killed.
@@ -11,8 +12,13 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from dockercoins.errors import UserError
+
+LOG_TAIL_LINES = 30  # how far back log_tail looks for an error line
+LOG_LINE_MAX = 300
 
 
 def is_alive(pid: int) -> bool:
@@ -116,3 +122,59 @@ def spawn_detached(command: list[str], log: Path, cwd: str | None = "/") -> subp
             start_new_session=True,
             cwd=cwd,
         )
+
+
+def log_tail(log: Path) -> str:
+    """The telling line of a log: the last error line (logrus `level=fatal|error`) among
+    its last lines, else its last line; "" when there is no log or it is empty."""
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    recent = lines[-LOG_TAIL_LINES:]
+    errors = [line for line in recent if "level=fatal" in line or "level=error" in line]
+    return (errors or recent or [""])[-1][:LOG_LINE_MAX]
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    log: Path | None = None,
+    interval: float = 0.1,
+    stop_timeout: float = 5.0,
+) -> None:
+    """Poll `ready` until it is true. UserError, with the telling line of `log`, when the
+    process exits first or `timeout` s pass (then the process is stopped first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UserError(
+                f"{what} exited with code {proc.returncode} while starting{_log_detail(log)}"
+            )
+        if ready():
+            return
+        time.sleep(interval)
+    _stop_child(proc, stop_timeout)
+    raise UserError(f"{what} did not answer within {timeout:.0f} s{_log_detail(log)}")
+
+
+def _log_detail(log: Path | None) -> str:
+    if log is None:
+        return ""
+    tail = log_tail(log)
+    return f": {tail} (log: {log})" if tail else f" (log: {log})"
+
+
+def _stop_child(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """TERM our child, KILL it after `timeout` s, and reap it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dockercoins import ui
+from dockercoins import dockerapi, ui
 from dockercoins.errors import UserError
 from dockercoins.images import base as baseimage
 from dockercoins.images import context as buildcontext
@@ -43,13 +43,6 @@ class PushedImage:
     ref: str
     digest: str
     seconds: float
-
-
-def _api_error() -> tuple[type[BaseException], ...]:
-    import docker.errors
-    import requests
-
-    return (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
 def _has_image(client: Any, ref: str) -> bool:
@@ -97,7 +90,7 @@ def build(
     naming.check_registry(registry)
     naming.check_namespace(namespace)
     naming.check_tag(tag)
-    try:
+    with dockerapi.docker_errors(failed="build failed"):
         base_ref = resolve_base(client, base)
         base_size = int(client.api.inspect_image(base_ref)["Size"])
         ui.info(f"base image: {base_ref} ({_mb(base_size)})")
@@ -114,8 +107,6 @@ def build(
             )
             for name in names
         ]
-    except _api_error() as error:
-        raise UserError(f"build failed: {_one_line(error)}") from error
     for image in built:
         ui.result(
             f"{image.ref}  {_mb(image.size)} (base + {_mb(image.size - base_size)})"
@@ -192,13 +183,11 @@ def push(
     naming.check_namespace(namespace)
     naming.check_tag(tag)
     refs = {name: naming.image_ref(registry, namespace, name, tag) for name in names}
-    try:
+    with dockerapi.docker_errors(failed="push failed"):
         missing = [ref for ref in refs.values() if not _has_image(client, ref)]
         if missing:
             raise UserError(f"{missing[0]} is not on the daemon: run `dockercoins build` first")
         pushed = [_push_one(client, name, refs[name], tag) for name in names]
-    except _api_error() as error:
-        raise UserError(f"push failed: {_one_line(error)}") from error
     for image in pushed:
         ui.result(f"{image.ref}@{image.digest}  pushed in {image.seconds:.1f} s")
     return pushed
@@ -238,12 +227,7 @@ def _follow_push(service: str, ref: str, stream: Iterator[dict[str, Any]]) -> st
 def _stream_error(item: dict[str, Any]) -> str:
     detail = item.get("errorDetail")
     message = detail.get("message") if isinstance(detail, dict) else None
-    return _one_line(message or item.get("error") or "unknown error")
-
-
-def _one_line(error: object) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= 400 else text[:397] + "..."
+    return dockerapi.one_line(message or item.get("error") or "unknown error")
 
 
 def _mb(size: int) -> str:

@@ -12,11 +12,7 @@ import re
 
 from dockercoins.errors import UserError
 from dockercoins.lab import state as lab_state
-from dockercoins.paths import SERVICES
-
-DEFAULT_LOCAL_REGISTRY = "127.0.0.1:5000"
-DEFAULT_NAMESPACE = "dockercoins"
-DEFAULT_TAG = "latest"
+from dockercoins.names import DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_TAG, IMAGES
 
 _REGISTRY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
 _NAMESPACE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
@@ -28,7 +24,7 @@ def default_registry() -> str:
     if from_env:
         return from_env
     lab = lab_state.load()
-    return lab.registry if lab else DEFAULT_LOCAL_REGISTRY
+    return lab.registry if lab else DEFAULT_REGISTRY
 
 
 def default_namespace() -> str:
@@ -68,10 +64,10 @@ def check_tag(tag: str) -> str:
 def check_services(names: list[str] | None) -> list[str]:
     """The services named (all four when none), in the order given; UserError on unknown ones."""
     if not names:
-        return list(SERVICES)
-    unknown = [name for name in names if name not in SERVICES]
+        return list(IMAGES)
+    unknown = [name for name in names if name not in IMAGES]
     if unknown:
-        raise UserError(f"unknown service {unknown[0]!r}: choose from {', '.join(SERVICES)}")
+        raise UserError(f"unknown service {unknown[0]!r}: choose from {', '.join(IMAGES)}")
     return names
 
 

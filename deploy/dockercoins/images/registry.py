@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from dockercoins.errors import UserError
-from dockercoins.host import ports as netcheck
-from dockercoins.host import processes
+from dockercoins.host import ports, processes
+from dockercoins.names import DEFAULT_REGISTRY
 from dockercoins.paths import state_dir
 
-DEFAULT_ADDR = "127.0.0.1:5000"
 BINARY = "docker-registry"
 
 
@@ -57,13 +55,6 @@ def _log(data_dir: Path) -> Path:
 
 def _config(data_dir: Path) -> Path:
     return data_dir / "config.yml"
-
-
-def split_addr(addr: str) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"malformed registry address {addr!r}: expected HOST:PORT")
-    return host, int(port)
 
 
 def _pid(data_dir: Path) -> int | None:
@@ -115,11 +106,15 @@ def _write_config(data_dir: Path, addr: str) -> Path:
     return path
 
 
-def up(addr: str = DEFAULT_ADDR, data_dir: Path | None = None, timeout: float = 20.0) -> None:
-    """Start the registry on `addr` with its data in `data_dir`, unless it already runs
-    there; returns when /v2/ answers. UserError when the port is taken or it fails."""
+def up(addr: str = DEFAULT_REGISTRY, data_dir: Path | None = None, timeout: float = 20.0) -> None:
+    """Start the registry on `addr` (HOST:PORT) with its data in `data_dir`, unless it
+    already runs there; returns when /v2/ answers. UserError when the port is taken or it
+    fails."""
     folder = data_dir or default_data_dir()
-    host, port = split_addr(addr)
+    try:
+        host, port = ports.parse_address(addr)
+    except ValueError as error:
+        raise UserError(f"malformed registry address {addr!r}: expected HOST:PORT") from error
     current = status(folder)
     if current.running:
         if current.addr == addr and current.answers:
@@ -133,7 +128,7 @@ def up(addr: str = DEFAULT_ADDR, data_dir: Path | None = None, timeout: float = 
     binary = shutil.which(BINARY)
     if binary is None:
         raise UserError("docker-registry is not installed: apt-get install docker-registry")
-    if not netcheck.port_free(host, port):
+    if not ports.port_free(host, port):
         raise UserError(f"cannot serve a registry on {addr}: the port is in use by another program")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "storage").mkdir(exist_ok=True)
@@ -141,26 +136,23 @@ def up(addr: str = DEFAULT_ADDR, data_dir: Path | None = None, timeout: float = 
     proc = processes.spawn_detached([binary, "serve", str(config)], _log(folder), cwd=None)
     _pidfile(folder).write_text(f"{proc.pid}\n")
     _addrfile(folder).write_text(f"{addr}\n")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise UserError(
-                f"docker-registry exited at start (status {proc.returncode}): "
-                f"{_last_log_line(folder)}"
-            )
-        if answers(addr, timeout=1.0):
-            return
-        time.sleep(0.1)
-    down(folder)
-    raise UserError(f"the registry on {addr} did not answer within {timeout:.0f} s")
-
-
-def _last_log_line(data_dir: Path) -> str:
     try:
-        lines = _log(data_dir).read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "no log"
-    return lines[-1][:300] if lines else "no log"
+        processes.wait_ready(
+            proc,
+            lambda: answers(addr, timeout=1.0),
+            timeout=timeout,
+            what=f"the registry on {addr}",
+            log=_log(folder),
+        )
+    except UserError:
+        _forget(folder)
+        raise
+
+
+def _forget(data_dir: Path) -> None:
+    """Remove the pid and address files of a registry that is gone."""
+    for path in (_pidfile(data_dir), _addrfile(data_dir)):
+        path.unlink(missing_ok=True)
 
 
 def down(data_dir: Path | None = None, timeout: float = 10.0) -> bool:
@@ -170,6 +162,5 @@ def down(data_dir: Path | None = None, timeout: float = 10.0) -> bool:
     if pid is None:
         return False
     processes.stop([pid], timeout)
-    for path in (_pidfile(folder), _addrfile(folder)):
-        path.unlink(missing_ok=True)
+    _forget(folder)
     return True

@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 from dockercoins import ui
-from dockercoins.host import ports as netcheck
-from dockercoins.host import processes
+from dockercoins.errors import UserError
+from dockercoins.host import ports, processes
 from dockercoins.lab.state import lab_dir
 
 MARKER = "dockercoins.lab.forwarder"
-LISTEN_HOST = "127.0.0.1"
+LISTEN_HOST = ports.LOOPBACK
 
 
 def pidfile() -> Path:
@@ -43,7 +43,7 @@ def running_pid() -> int | None:
 def _port_free_within(port: int, timeout: float) -> bool:
     """Free now, or within `timeout` s (the forwarder we just stopped lets go of it)."""
     deadline = time.monotonic() + timeout
-    while not netcheck.port_free(LISTEN_HOST, port):
+    while not ports.port_free(LISTEN_HOST, port):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.1)
@@ -67,22 +67,22 @@ def start(port: int, targets: list[str], timeout: float = 10.0) -> bool:
         return False
     pidfile().unlink(missing_ok=True)
     proc = processes.spawn_detached(wanted, logfile())
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        if pidfile().exists() and netcheck.accepts(LISTEN_HOST, port, 0.5):
-            return True
-        time.sleep(0.1)
-    stop_pid = proc.pid if proc.poll() is None else None
-    if stop_pid is not None:
-        processes.stop([stop_pid], 2.0)
-    tail = logfile().read_text(errors="replace").strip().splitlines()
-    ui.info(
-        f"warning: the web UI forwarder did not start on {LISTEN_HOST}:{port}"
-        + (f": {tail[-1]}" if tail else "")
-    )
-    return False
+    try:
+        processes.wait_ready(
+            proc,
+            lambda: pidfile().exists() and ports.accepts(LISTEN_HOST, port, 0.5),
+            timeout=timeout,
+            what="the web UI forwarder",
+            stop_timeout=2.0,
+        )
+    except UserError:
+        tail = processes.log_tail(logfile())
+        ui.info(
+            f"warning: the web UI forwarder did not start on {LISTEN_HOST}:{port}"
+            + (f": {tail}" if tail else "")
+        )
+        return False
+    return True
 
 
 def stop() -> None:

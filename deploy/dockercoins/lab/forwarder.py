@@ -19,18 +19,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from dockercoins.host.ports import LOOPBACK, parse_address
+from dockercoins.names import WEBUI_PUBLISHED_PORT
+
 log = logging.getLogger("dockercoins.lab.forwarder")
 
 CONNECT_TIMEOUT = 2.0
 CHUNK = 65536
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """ "HOST:PORT" -> (host, port); ValueError when malformed."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
 
 
 class Forwarder:
@@ -104,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m dockercoins.lab.forwarder",
         description="Forward TCP connections from a host port to the first target that accepts.",
     )
-    parser.add_argument("--listen", default="127.0.0.1:8000", help="HOST:PORT to listen on")
+    parser.add_argument(
+        "--listen", default=f"{LOOPBACK}:{WEBUI_PUBLISHED_PORT}", help="HOST:PORT to listen on"
+    )
     parser.add_argument("--pidfile", type=Path, help="write the pid here once listening")
     parser.add_argument("targets", nargs="+", help="HOST:PORT targets, tried in order")
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dockercoins.names import WEBUI_PUBLISHED_PORT
 from dockercoins.paths import state_dir
 
 
@@ -29,7 +30,8 @@ class LabState:
     bridge: str  # host bridge name
     host_ip: str  # the bridge's address on the host side
     registry: str  # host:port of the registry every node can reach
-    forward_port: int = 8000  # the host's 127.0.0.1 port forwarded to the nodes' web UI port
+    # the host's 127.0.0.1 port forwarded to the nodes' web UI port
+    forward_port: int = WEBUI_PUBLISHED_PORT
 
     @property
     def manager(self) -> LabNode:
@@ -65,7 +67,7 @@ def load() -> LabState | None:
         bridge=data["bridge"],
         host_ip=data["host_ip"],
         registry=data["registry"],
-        forward_port=int(data.get("forward_port", 8000)),
+        forward_port=int(data.get("forward_port", WEBUI_PUBLISHED_PORT)),
     )
 
 

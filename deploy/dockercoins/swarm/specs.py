@@ -14,13 +14,17 @@ from typing import Any
 
 from dockercoins.errors import UserError
 from dockercoins.images.naming import image_ref
+from dockercoins.names import (
+    GLOBAL,
+    MANAGED_LABEL,
+    REDIS,
+    REPLICATED,
+    SERVICE_PORT,
+    SWARM_SERVICES,
+    WEBUI_PUBLISHED_PORT,
+)
 
-NETWORK = "dockercoins"
-SERVICE_ORDER = ("redis", "hasher", "rng", "webui", "worker")
 REDIS_IMAGE = "redis"
-WEBUI_PORT = 8000
-WEBUI_TARGET = 80
-LABEL = "dockercoins.managed"
 
 ENDPOINT_MODES = ("auto", "vip", "dnsrr")
 PUBLISH_MODES = ("auto", "ingress", "host")
@@ -69,7 +73,7 @@ class Images:
     pinned: dict[str, str] = field(default_factory=dict)
 
     def ref(self, service: str) -> str:
-        if service == "redis":
+        if service == REDIS:
             return REDIS_IMAGE
         plain = image_ref(self.registry, self.namespace, service, self.tag)
         return self.pinned.get(service, plain)
@@ -83,9 +87,9 @@ def parse_env_overrides(items: list[str] | None) -> dict[str, dict[str, str]]:
         key, eq, value = assignment.partition("=")
         if not sep or not eq:
             raise UserError(f"malformed --env {item!r}: expected SERVICE:KEY=VALUE")
-        if service not in SERVICE_ORDER:
+        if service not in SWARM_SERVICES:
             raise UserError(
-                f"unknown service {service!r} in --env: choose from {', '.join(SERVICE_ORDER)}"
+                f"unknown service {service!r} in --env: choose from {', '.join(SWARM_SERVICES)}"
             )
         if not _ENV_NAME.match(key):
             raise UserError(f"malformed variable name {key!r} in --env {item!r}")
@@ -94,10 +98,13 @@ def parse_env_overrides(items: list[str] | None) -> dict[str, dict[str, str]]:
 
 
 def replicated(replicas: int) -> Spec:
+    """The spec's Mode for names.REPLICATED with `replicas` tasks."""
     return {"Replicated": {"Replicas": replicas}}
 
 
-GLOBAL: Spec = {"Global": {}}
+def global_mode() -> Spec:
+    """The spec's Mode for names.GLOBAL: one task per node."""
+    return {"Global": {}}
 
 
 def endpoint_spec(service: str, modes: Modes) -> Spec:
@@ -106,8 +113,8 @@ def endpoint_spec(service: str, modes: Modes) -> Spec:
         spec["Ports"] = [
             {
                 "Protocol": "tcp",
-                "TargetPort": WEBUI_TARGET,
-                "PublishedPort": WEBUI_PORT,
+                "TargetPort": SERVICE_PORT,
+                "PublishedPort": WEBUI_PUBLISHED_PORT,
                 "PublishMode": modes.publish,
             }
         ]
@@ -124,14 +131,14 @@ def service_spec(
     env: dict[str, str] | None = None,
 ) -> Spec:
     """The full service spec (as POST /services/create takes it) for one of the five."""
-    if service not in SERVICE_ORDER:
-        raise UserError(f"unknown service {service!r}: choose from {', '.join(SERVICE_ORDER)}")
+    if service not in SWARM_SERVICES:
+        raise UserError(f"unknown service {service!r}: choose from {', '.join(SWARM_SERVICES)}")
     container: Spec = {"Image": images.ref(service)}
     if env:
         container["Env"] = [f"{key}={value}" for key, value in sorted(env.items())]
     return {
         "Name": service,
-        "Labels": {LABEL: "1"},
+        "Labels": {MANAGED_LABEL: "1"},
         "TaskTemplate": {"ContainerSpec": container, "Networks": [{"Target": network_id}]},
         "Mode": replicated(replicas),
         "EndpointSpec": endpoint_spec(service, modes),
@@ -139,7 +146,8 @@ def service_spec(
 
 
 def mode_of(spec: Spec) -> str:
-    return "global" if "Global" in spec.get("Mode", {}) else "replicated"
+    """names.GLOBAL or names.REPLICATED."""
+    return GLOBAL if "Global" in spec.get("Mode", {}) else REPLICATED
 
 
 def replicas_of(spec: Spec) -> int | None:
@@ -217,7 +225,7 @@ def updated_spec(current: Spec, desired: Spec, with_scale: bool) -> Spec:
 def with_mode(current: Spec, mode: str, replicas: int) -> Spec:
     """The same spec in another scheduling mode (for remove-and-create-again)."""
     spec = copy.deepcopy(current)
-    spec["Mode"] = copy.deepcopy(GLOBAL) if mode == "global" else replicated(replicas)
+    spec["Mode"] = global_mode() if mode == GLOBAL else replicated(replicas)
     return spec
 
 
@@ -230,15 +238,9 @@ def parse_scale_args(items: list[str]) -> dict[str, int]:
         name, sep, count = item.partition("=")
         if not sep:
             raise UserError(f"malformed {item!r}: expected SERVICE=REPLICAS, e.g. worker=10")
-        if name not in SERVICE_ORDER:
-            raise UserError(f"unknown service {name!r}: choose from {', '.join(SERVICE_ORDER)}")
+        if name not in SWARM_SERVICES:
+            raise UserError(f"unknown service {name!r}: choose from {', '.join(SWARM_SERVICES)}")
         if not re.fullmatch(r"[0-9]{1,6}", count.strip()):
             raise UserError(f"bad replica count {count!r} for {name}: expected an integer >= 0")
         result[name] = int(count)
     return result
-
-
-def check_replicas(value: int, what: str) -> int:
-    if value < 0:
-        raise UserError(f"bad replica count {value} for {what}: expected an integer >= 0")
-    return value
