@@ -236,3 +236,20 @@ def test_plan_starts_in_the_current_mode_and_switches_rng_once() -> None:
         (REPLICATED, 1),
     ]
     assert bench_rng_modes.plan(options, REPLICATED)[0] == (REPLICATED, 1)
+
+
+def test_outputs_without_matplotlib_keep_table_and_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(bench_plot, "available", lambda: False)
+    bench_report.write_outputs(_report(), tmp_path)
+    assert "| global **(main)** | 3 | 10 |" in (tmp_path / bench_report.TABLE_FILE).read_text()
+    assert json.loads((tmp_path / bench_report.JSON_FILE).read_text())["main_workers"] == 10
+    assert not (tmp_path / bench_report.PNG_FILE).exists()
+    assert "matplotlib is missing (pip install 'dockercoins[bench]')" in capsys.readouterr().err
+
+
+def test_outputs_with_matplotlib_write_a_png(tmp_path: Path) -> None:
+    assert bench_plot.available()  # the test environment installs the bench extra
+    bench_report.write_outputs(_report(), tmp_path)
+    assert (tmp_path / bench_report.PNG_FILE).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

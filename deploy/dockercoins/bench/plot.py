@@ -20,6 +20,13 @@ def _rng_tasks(report: BenchReport, mode: str) -> int:
     return 1 if mode == REPLICATED else report.nodes
 
 
+def available() -> bool:
+    """Is matplotlib installed (the `bench` extra)?"""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def plot(report: BenchReport, path: Path) -> None:
     """Write the two-panel PNG to `path`."""
     import matplotlib

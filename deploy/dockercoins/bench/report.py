@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dockercoins import ui
 from dockercoins.bench.model import BenchReport
 from dockercoins.errors import UserError
 from dockercoins.names import GLOBAL, MODES, REPLICATED
@@ -131,6 +132,9 @@ def write_outputs(report: BenchReport, out: Path) -> None:
         (out / TABLE_FILE).write_text(markdown(report))
         document = to_json(report)
         (out / JSON_FILE).write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
-        bench_plot.plot(report, out / PNG_FILE)
+        if bench_plot.available():
+            bench_plot.plot(report, out / PNG_FILE)
+        else:
+            ui.info(f"no {PNG_FILE}: matplotlib is missing (pip install 'dockercoins[bench]')")
     except OSError as error:
         raise UserError(f"cannot write the results to {out}: {error}") from error
