@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what DockerCoins needs on a Debian/Ubuntu machine (as root), idempotently:
-# Debian packages (redis-server, chromium, docker.io, docker-registry, debootstrap, iptables)
+# Debian packages (redis-server, prometheus, chromium, docker.io, docker-registry, debootstrap,
+# iptables)
 # and a virtualenv in .venv with the project and the extras named in DOCKERCOINS_EXTRAS
 # (default "dev,bench": the test tools and the benchmark's plot; scripts/lab.sh asks for none).
 # Source it or run it; a second run only checks.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APT_PACKAGES=(
-  redis-server chromium chromium-driver fonts-liberation
+  redis-server prometheus chromium chromium-driver fonts-liberation
   docker.io docker-registry docker-compose iptables iproute2 procps
   debootstrap debian-archive-keyring   # the keyring: debootstrap of bookworm from Ubuntu too
   python3-venv

@@ -24,3 +24,11 @@ MODES = (REPLICATED, GLOBAL)
 DEFAULT_REGISTRY = "127.0.0.1:5000"  # what `dockercoins registry up` serves
 DEFAULT_NAMESPACE = "dockercoins"
 DEFAULT_TAG = "latest"
+
+# Metrics: every HTTP service serves Prometheus text on SERVICE_PORT at METRICS_PATH; the
+# worker on a port of its own. Prometheus runs beside the application as its own service.
+METRICS_PATH = "/metrics"
+WORKER_METRICS_PORT = 9100
+PROMETHEUS = "prometheus"
+PROMETHEUS_PORT = 9090  # inside its container, and where the swarm publishes it
+NODE_ENV = "DOCKERCOINS_NODE"  # set by the swarm to the node's hostname in every task
