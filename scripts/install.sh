@@ -21,8 +21,16 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing Debian packages: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >&2
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  # The tool starts the daemons it needs itself: apt must not start redis-server, dockerd
+  # or prometheus on the host (policy-rc.d exit 101 = "not now"), unless a policy is there.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && own_policy=1
+  fi
+  apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
+    || { [ -z "$own_policy" ] || rm -f "$policy"; exit 1; }
+  [ -z "$own_policy" ] || rm -f "$policy"
 fi
 
 VENV="$REPO/.venv"
