@@ -2,7 +2,9 @@
 
 Settings (environment, read and checked in hasher_settings.py): HOST (0.0.0.0), PORT (80),
 HASHER_DELAY (0.1 s per answer; requests are not serialised), HASHER_MAX_BYTES (1048576; a
-larger body gets 413 without being read into memory), LOG_LEVEL (INFO), ACCESS_LOG (0).
+larger body gets 413 without being read into memory), LOG_LEVEL (INFO), ACCESS_LOG (0),
+METRICS (1: GET /metrics answers the Prometheus metrics of hasher_metrics.py; 0: 404),
+DOCKERCOINS_NODE (empty; the swarm node's name, for the metrics).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import time
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from hasher_metrics import CONTENT_TYPE, HasherMetrics
 from hasher_settings import Settings
 from starlette.requests import ClientDisconnect
 
 log = logging.getLogger("hasher")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+METRICS_PATH = "/metrics"
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -46,8 +50,9 @@ def check_declared_length(header: str | None, max_bytes: int) -> None:
         raise BodyError(413, f"body larger than {max_bytes} bytes")
 
 
-async def hash_stream(request: Request, max_bytes: int) -> str:
-    """sha256 of the body, read chunk by chunk; stops as soon as it passes max_bytes."""
+async def hash_stream(request: Request, max_bytes: int) -> tuple[str, int]:
+    """sha256 of the body, read chunk by chunk, and the body's length; stops as soon as it
+    passes max_bytes."""
     digest = hashlib.sha256()
     total = 0
     async for chunk in request.stream():
@@ -55,22 +60,30 @@ async def hash_stream(request: Request, max_bytes: int) -> str:
         if total > max_bytes:
             raise BodyError(413, f"body larger than {max_bytes} bytes")
         digest.update(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest(), total
 
 
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="hasher", docs_url=None, redoc_url=None, openapi_url=None)
     banner = f"HASHER running on {socket.gethostname()}\n"
+    metrics = HasherMetrics(settings.node or "") if settings.metrics else None
 
     @app.get("/")
     async def index() -> PlainTextResponse:
         return PlainTextResponse(banner)
 
+    if metrics is not None:
+
+        @app.get(METRICS_PATH)
+        async def metrics_page() -> Response:
+            return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
     @app.post("/")
     async def hash_body(request: Request) -> Response:
+        began = time.perf_counter()
         try:
             check_declared_length(request.headers.get("content-length"), settings.max_bytes)
-            hexdigest = await hash_stream(request, settings.max_bytes)
+            hexdigest, size = await hash_stream(request, settings.max_bytes)
         except BodyError as exc:
             # The unread rest of the body stays on the wire: close the connection after this.
             return JSONResponse(
@@ -85,6 +98,8 @@ def create_app(settings: Settings) -> FastAPI:
         # Server-side interval of the delay (monotonic clock of this process): lets a client
         # see that answers are produced at the same time, without timing anything.
         headers = {"X-Hasher-Started": f"{started:.6f}", "X-Hasher-Finished": f"{finished:.6f}"}
+        if metrics is not None:
+            metrics.answered(size, time.perf_counter() - began)
         return PlainTextResponse(hexdigest, headers=headers)
 
     return app
@@ -99,11 +114,12 @@ def main() -> int:
         return 2
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     log.info(
-        "hasher starting on %s:%d: delay %.3f s, bodies up to %d bytes",
+        "hasher starting on %s:%d: delay %.3f s, bodies up to %d bytes, metrics %s",
         settings.host,
         settings.port,
         settings.delay,
         settings.max_bytes,
+        "on" if settings.metrics else "off",
     )
     uvicorn.run(
         create_app(settings),

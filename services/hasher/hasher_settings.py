@@ -2,7 +2,8 @@
 
 HOST (0.0.0.0), PORT (80), HASHER_DELAY (0.1 s per answer; requests are not serialised),
 HASHER_MAX_BYTES (1048576; a larger body gets 413 without being read into memory), LOG_LEVEL
-(INFO), ACCESS_LOG (0).
+(INFO), ACCESS_LOG (0), METRICS (1: serve /metrics),
+DOCKERCOINS_NODE (empty; the swarm node's name, for the metrics' instance label).
 
 Rules, the same in all four services: a value is trimmed and an empty one means the default;
 whole numbers are ASCII digits only (no sign, '_', point or exponent, at most 18 digits);
@@ -142,3 +143,5 @@ class Settings(ServiceSettings):
     max_bytes: Whole = Field(default=1048576, alias="HASHER_MAX_BYTES", ge=0)
     log_level: LogLevel = Field(default="INFO", alias="LOG_LEVEL")
     access_log: Flag = Field(default=False, alias="ACCESS_LOG")
+    metrics: Flag = Field(default=True, alias="METRICS")
+    node: str | None = Field(default=None, alias="DOCKERCOINS_NODE")

@@ -1,8 +1,12 @@
 """rng: GET /<n> answers n random bytes, slowly and one request at a time on purpose.
 
+GET /metrics answers the Prometheus metrics (rng_metrics.py) at once, never queued behind
+the random bytes; with METRICS=0 it is 404.
+
 Settings (environment, read and checked in rng_settings.py): HOST (0.0.0.0), PORT (80),
 RNG_DELAY (0.1 s per answer), RNG_CONCURRENCY (1 answer at a time; the others wait their turn
-in arrival order), RNG_MAX_BYTES (1048576), LOG_LEVEL (INFO), ACCESS_LOG (0).
+in arrival order), RNG_MAX_BYTES (1048576), LOG_LEVEL (INFO), ACCESS_LOG (0), METRICS (1),
+DOCKERCOINS_NODE (empty; the swarm node's name, for the metrics).
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from types import TracebackType
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from rng_metrics import CONTENT_TYPE, RngMetrics
 from rng_settings import Settings
 
 log = logging.getLogger("rng")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+METRICS_PATH = "/metrics"
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -88,10 +94,20 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="rng", docs_url=None, redoc_url=None, openapi_url=None)
     gate = FifoGate(settings.concurrency)
     banner = f"RNG running on {socket.gethostname()}\n"
+    metrics = None
+    if settings.metrics:
+        metrics = RngMetrics(settings.node or "", lambda: gate.waiting, lambda: gate.active)
 
     @app.get("/")
     async def index() -> PlainTextResponse:
         return PlainTextResponse(banner)
+
+    # Declared before /{size}, which would take "metrics" for a (bad) size; never gated.
+    @app.get(METRICS_PATH)
+    async def metrics_page() -> Response:
+        if metrics is None:
+            return JSONResponse({"error": "metrics are off (METRICS=0)"}, status_code=404)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.get("/{size}")
     async def random_bytes(size: str) -> Response:
@@ -99,12 +115,15 @@ def create_app(settings: Settings) -> FastAPI:
             count = parse_size(size, settings.max_bytes)
         except SizeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        queued = time.monotonic()
         async with gate:
             started = time.monotonic()
             if settings.delay > 0:
                 await asyncio.sleep(settings.delay)
             data = os.urandom(count)
             finished = time.monotonic()
+        if metrics is not None:
+            metrics.answered(count, started - queued)
         # Server-side service interval (monotonic clock of this process): lets a client
         # see whether two answers were produced at the same time, without timing anything.
         headers = {"X-Rng-Started": f"{started:.6f}", "X-Rng-Finished": f"{finished:.6f}"}
@@ -122,12 +141,13 @@ def main() -> int:
         return 2
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     log.info(
-        "rng starting on %s:%d: delay %.3f s, concurrency %d, at most %d bytes",
+        "rng starting on %s:%d: delay %.3f s, concurrency %d, at most %d bytes, metrics %s",
         settings.host,
         settings.port,
         settings.delay,
         settings.concurrency,
         settings.max_bytes,
+        "on" if settings.metrics else "off",
     )
     uvicorn.run(
         create_app(settings),

@@ -2,7 +2,8 @@
 
 HOST (0.0.0.0), PORT (80), RNG_DELAY (0.1 s per answer), RNG_CONCURRENCY (1 answer at a
 time; the others wait their turn in arrival order), RNG_MAX_BYTES (1048576), LOG_LEVEL (INFO),
-ACCESS_LOG (0).
+ACCESS_LOG (0), METRICS (1: serve /metrics),
+DOCKERCOINS_NODE (empty; the swarm node's name, for the metrics' instance label).
 
 Rules, the same in all four services: a value is trimmed and an empty one means the default;
 whole numbers are ASCII digits only (no sign, '_', point or exponent, at most 18 digits);
@@ -143,3 +144,5 @@ class Settings(ServiceSettings):
     max_bytes: Whole = Field(default=1048576, alias="RNG_MAX_BYTES", ge=0)
     log_level: LogLevel = Field(default="INFO", alias="LOG_LEVEL")
     access_log: Flag = Field(default=False, alias="ACCESS_LOG")
+    metrics: Flag = Field(default=True, alias="METRICS")
+    node: str | None = Field(default=None, alias="DOCKERCOINS_NODE")

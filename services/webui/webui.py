@@ -1,12 +1,14 @@
 """webui: the DockerCoins page and the /json numbers it charts.
 
 GET / redirects to /index.html; GET /json answers {"coins": HLEN wallet, "hashes": GET hashes
-(0 when unset), "now": Unix time}; 503 with a JSON error while Redis is unreachable. The
+(0 when unset), "now": Unix time}; 503 with a JSON error while Redis is unreachable.
+GET /rng-rates answers rng's answers per second per instance as Prometheus sees them (always
+200; see webui_rates.py). GET /metrics serves webui's own metrics (see webui_metrics.py). The
 page and its assets (the vendored chart library too) are static files from ./static.
 
 Settings (environment, read and checked in webui_settings.py): HOST (0.0.0.0), PORT (80),
 REDIS_URL (redis://redis:6379/0), REDIS_TIMEOUT (1.0 s, connect and reply), LOG_LEVEL (INFO),
-ACCESS_LOG (0).
+ACCESS_LOG (0), METRICS (1), PROMETHEUS_URL (unset), DOCKERCOINS_NODE (unset).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from webui_metrics import MetricsMiddleware, WebuiMetrics
+from webui_rates import NOT_CONFIGURED, RatesError, answer, query_rates
 from webui_settings import Settings, redacted_url
 
 log = logging.getLogger("webui")
@@ -34,6 +38,7 @@ log = logging.getLogger("webui")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 NO_STORE = {"Cache-Control": "no-store"}
+PROMETHEUS_TIMEOUT = 1.5  # seconds for one query; the page asks every 2 s
 
 
 class StatsError(Exception):
@@ -51,20 +56,23 @@ def parse_hashes(raw: bytes | str | None) -> int:
         raise StatsError(f"key 'hashes' holds {text[:40]!r}, not an integer") from None
 
 
-class RedisHealth:
-    """Logs one line when Redis goes away and one when it comes back, not one per request."""
+class Health:
+    """Logs one line when a dependency goes away and one when it comes back, not one per
+    request: `gone` % reason, then `back`."""
 
-    def __init__(self) -> None:
+    def __init__(self, gone: str, back: str) -> None:
+        self.gone = gone
+        self.back = back
         self.reachable = True
 
     def ok(self) -> None:
         if not self.reachable:
-            log.info("redis reachable again")
+            log.info(self.back)
         self.reachable = True
 
     def failed(self, reason: str) -> None:
         if self.reachable:
-            log.warning("redis unreachable: %s", reason)
+            log.warning(self.gone, reason)
         self.reachable = False
 
 
@@ -84,7 +92,8 @@ async def read_stats(redis: Redis, within: float) -> dict[str, int | float]:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    health = RedisHealth()
+    health = Health("redis unreachable: %s", "redis reachable again")
+    rates_health = Health("rng rates unavailable: %s", "rng rates available again")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,6 +111,10 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.redis.aclose()
 
     app = FastAPI(title="webui", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    if settings.metrics:  # off: no route, no middleware, no cost
+        metrics = WebuiMetrics(node=settings.node or "")
+        app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
+        app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
 
     @app.get("/")
     async def index() -> RedirectResponse:
@@ -119,6 +132,23 @@ def create_app(settings: Settings) -> FastAPI:
         health.ok()
         return JSONResponse(numbers, headers=NO_STORE)
 
+    @app.get("/rng-rates")
+    async def rng_rates() -> JSONResponse:
+        if not settings.prometheus_url:
+            return JSONResponse(answer(None, NOT_CONFIGURED), headers=NO_STORE)
+        try:
+            async with asyncio.timeout(2 * PROMETHEUS_TIMEOUT):
+                series = await query_rates(settings.prometheus_url, PROMETHEUS_TIMEOUT)
+        except TimeoutError:
+            reason = f"Prometheus unreachable: no answer within {PROMETHEUS_TIMEOUT:g} s"
+        except RatesError as exc:
+            reason = str(exc)
+        else:
+            rates_health.ok()
+            return JSONResponse(answer(series), headers=NO_STORE)
+        rates_health.failed(reason)
+        return JSONResponse(answer(None, reason), headers=NO_STORE)
+
     # Last, so that / and /json above win; StaticFiles refuses paths outside STATIC_DIR.
     app.mount("/", StaticFiles(directory=STATIC_DIR), name="static")
     return app
@@ -133,11 +163,13 @@ def main() -> int:
         return 2
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     log.info(
-        "webui starting on %s:%d: redis %s (timeout %.2f s)",
+        "webui starting on %s:%d: redis %s (timeout %.2f s), prometheus %s, metrics %s",
         settings.host,
         settings.port,
         redacted_url(settings.redis_url),
         settings.redis_timeout,
+        redacted_url(settings.prometheus_url) if settings.prometheus_url else "not configured",
+        "on" if settings.metrics else "off",
     )
     uvicorn.run(
         create_app(settings),

@@ -1,7 +1,9 @@
 """webui's settings: every environment variable it reads, read and checked in one place.
 
 HOST (0.0.0.0), PORT (80), REDIS_URL (redis://redis:6379/0), REDIS_TIMEOUT (1.0 s, connect
-and reply), LOG_LEVEL (INFO), ACCESS_LOG (0).
+and reply), LOG_LEVEL (INFO), ACCESS_LOG (0), METRICS (1: serve /metrics), PROMETHEUS_URL
+(unset: /rng-rates answers that Prometheus is not configured), DOCKERCOINS_NODE (the node's
+name for the metrics' instance label; the swarm sets it).
 
 Rules, the same in all four services: a value is trimmed and an empty one means the default;
 whole numbers are ASCII digits only (no sign, '_', point or exponent, at most 18 digits);
@@ -97,6 +99,22 @@ def is_redis_url(url: str) -> bool:
     return parts.scheme in ("redis", "rediss") and bool(parts.hostname)
 
 
+def is_http_url(url: str) -> bool:
+    """http:// or https:// with a host (and a valid port if any)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _http_url(value: object) -> object:
+    if isinstance(value, str) and is_http_url(value):
+        return value
+    raise ValueError("must look like http://HOST:PORT (or https://...)")
+
+
 def _redis_url(value: object) -> object:
     if isinstance(value, str) and is_redis_url(value):
         return value
@@ -108,6 +126,7 @@ Decimal = Annotated[FiniteFloat, BeforeValidator(_decimal)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 LogLevel = Annotated[str, BeforeValidator(_log_level)]
 RedisUrl = Annotated[str, BeforeValidator(_redis_url)]
+HttpUrl = Annotated[str, BeforeValidator(_http_url)]
 
 
 class _EnvironSource(EnvSettingsSource):
@@ -176,3 +195,6 @@ class Settings(ServiceSettings):
     redis_timeout: Decimal = Field(default=1.0, alias="REDIS_TIMEOUT", ge=0.01)
     log_level: LogLevel = Field(default="INFO", alias="LOG_LEVEL")
     access_log: Flag = Field(default=False, alias="ACCESS_LOG")
+    metrics: Flag = Field(default=True, alias="METRICS")
+    prometheus_url: HttpUrl | None = Field(default=None, alias="PROMETHEUS_URL")
+    node: str | None = Field(default=None, alias="DOCKERCOINS_NODE")

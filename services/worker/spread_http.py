@@ -105,7 +105,8 @@ class Target:
 @dataclass
 class AddressBook:
     """The addresses behind one host name, resolved at most every `ttl` seconds and handed
-    out round-robin. An IP literal is used as it is, never resolved."""
+    out round-robin. An IP literal is used as it is, never resolved. `answered` counts the
+    200 answers per address, for as long as the book lives (the worker's metrics)."""
 
     target: Target
     resolve: Resolver = system_resolve
@@ -115,6 +116,7 @@ class AddressBook:
     down: set[str] = field(default_factory=set)
     urls: dict[str, URL] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    answered: dict[str, int] = field(default_factory=dict)
     _resolved_at: float | None = None
     _turn: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -250,6 +252,7 @@ class SpreadingClient:
                             f"{method} {target.host_header}{target.path} on {address}: "
                             f"HTTP {response.status}"
                         )
+                    book.answered[address] = book.answered.get(address, 0) + 1
                     return body
             except aiohttp.ClientConnectorError as error:
                 book.mark_down(address)

@@ -15,6 +15,11 @@ exits 0 (within 2 s).
 
 Requests spread over every instance behind a name: see spread_http.py.
 
+Metrics (worker_metrics.py): with METRICS on, GET /metrics on HOST:WORKER_METRICS_PORT
+answers loops done, hashes and coins confirmed by Redis, hashes pending, failed attempts by
+kind, answers by rng/hasher address and the request latencies. A port that cannot be had is
+logged once; the worker mines on without /metrics.
+
 Health check: while the worker runs, it touches the file WORKER_HEARTBEAT (default
 /tmp/worker-heartbeat) every second. A Dockerfile needs no extra tool to check it:
 
@@ -38,6 +43,10 @@ Settings (environment, read and checked in worker_settings.py):
     WORKER_STATS            0     1: log request latencies at exit (for the benchmark)
     WORKER_STATS_WARMUP     0.0   seconds after start before latencies are recorded
     LOG_LEVEL               INFO
+    METRICS                 1     serve GET /metrics (0: no server, no latency histogram)
+    WORKER_METRICS_PORT     9100  where /metrics listens (1-65535)
+    HOST                    0.0.0.0  the address /metrics listens on
+    DOCKERCOINS_NODE        (empty)  the swarm node's name, a label of the metrics
 """
 
 from __future__ import annotations
@@ -46,144 +55,28 @@ import asyncio
 import contextlib
 import json
 import logging
-import resource
 import signal
 import string
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import redis.asyncio as aioredis
+from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from spread_http import RequestFailed, SpreadingClient, Target
+from worker_ledger import Ledger
+from worker_metrics import WorkerMetrics, serve
+from worker_outage import Outage
 from worker_settings import BACKOFF_START, Settings, redacted_url
+from worker_stats import MAX_LATENCY_SAMPLES, Latencies
 
 log = logging.getLogger("worker")
 
 HEX_DIGITS = frozenset(string.hexdigits.lower())
 HEARTBEAT_INTERVAL = 1.0
-MAX_LATENCY_SAMPLES = 2_000_000
-
-
-class Outage:
-    """One kind of failure (rng, hasher, redis), shared by every loop: logged once when it
-    starts and once when it ends, with a capped exponential back-off meanwhile."""
-
-    def __init__(self, kind: str, backoff_max: float) -> None:
-        self.kind = kind
-        self.backoff_max = backoff_max
-        self.started: float | None = None
-        self.attempts = 0
-
-    def failed(self, error: object) -> float:
-        """Record a failed attempt; the number of seconds to wait before the next one."""
-        if self.started is None:
-            self.started = time.monotonic()
-            log.warning(
-                "%s failing: %s; retrying with back-off up to %.1f s",
-                self.kind,
-                error,
-                self.backoff_max,
-            )
-        self.attempts += 1
-        return float(min(self.backoff_max, BACKOFF_START * 2 ** min(self.attempts - 1, 30)))
-
-    def succeeded(self) -> None:
-        """Record a success; logs the recovery if this kind was failing."""
-        if self.started is not None:
-            log.info(
-                "%s is back after %.1f s (%d failed attempts)",
-                self.kind,
-                time.monotonic() - self.started,
-                self.attempts,
-            )
-            self.started = None
-            self.attempts = 0
-
-
-@dataclass
-class Ledger:
-    """Loops done and coins found, and what of them is still owed to Redis."""
-
-    loops: int = 0
-    owed_hashes: int = 0
-    owed_coins: dict[str, bytes] = field(default_factory=dict)
-    coins: int = 0
-
-    def record(self, digest: str, data: bytes) -> None:
-        self.loops += 1
-        self.owed_hashes += 1
-        if digest.startswith("0"):
-            self.coins += 1
-            self.owed_coins[digest] = data
-
-    async def flush(self, db: aioredis.Redis) -> None:
-        """Write what is owed in one transaction; on error nothing is forgotten."""
-        hashes = self.owed_hashes
-        coins = dict(self.owed_coins)
-        if hashes == 0 and not coins:
-            return
-        async with db.pipeline(transaction=True) as pipe:
-            pipe.incrby("hashes", hashes)
-            if coins:
-                mapping: dict[Any, Any] = coins  # redis-py's key type is invariant
-                pipe.hset("wallet", mapping=mapping)
-            # Inside MULTI/EXEC one command can fail (e.g. WRONGTYPE) while the others are
-            # applied: settle each part on its own result, so nothing is counted twice.
-            results = await pipe.execute(raise_on_error=False)
-        if isinstance(results[0], Exception):
-            raise results[0]
-        self.owed_hashes -= hashes
-        if coins:
-            if isinstance(results[1], Exception):
-                raise results[1]
-            for digest in coins:
-                self.owed_coins.pop(digest, None)
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-@dataclass
-class Latencies:
-    """Request latencies for the benchmark (WORKER_STATS=1), in seconds, and the CPU time
-    this process used meanwhile."""
-
-    since: float
-    cpu_since: float = field(default_factory=_cpu_seconds)
-    rng: list[float] = field(default_factory=list)
-    hasher: list[float] = field(default_factory=list)
-    loops: int = 0
-
-    def summary(self) -> dict[str, object]:
-        def describe(samples: list[float]) -> dict[str, float | int]:
-            if not samples:
-                return {"count": 0, "mean_ms": 0.0, "p99_ms": 0.0}
-            ordered = sorted(samples)
-            p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-            return {
-                "count": len(ordered),
-                "mean_ms": round(1000 * sum(ordered) / len(ordered), 3),
-                "p99_ms": round(1000 * p99, 3),
-            }
-
-        seconds = max(time.monotonic() - self.since, 1e-9)
-        cpu = _cpu_seconds() - self.cpu_since
-        return {
-            "loops": self.loops,
-            "seconds": round(seconds, 3),
-            "hashes_per_second": round(self.loops / seconds, 1),
-            "cpu_percent": round(100 * cpu / seconds, 1),
-            "cpu_us_per_loop": round(1e6 * cpu / max(self.loops, 1), 1),
-            "rng": describe(self.rng),
-            "hasher": describe(self.hasher),
-        }
 
 
 def valid_digest(text: str) -> bool:
@@ -210,6 +103,11 @@ class Worker:
         self.outages = {kind: Outage(kind, settings.backoff_max) for kind in ("rng", "hasher")}
         self.redis_outage = Outage("redis", settings.backoff_max)
         self.unexpected = Outage("mining loop (unexpected error)", settings.backoff_max)
+        self.metrics: WorkerMetrics | None = None
+        if settings.metrics:
+            failures = {**self.outages, "redis": self.redis_outage, "unexpected": self.unexpected}
+            upstreams = {"rng": self.client.book(self.rng), "hasher": self.client.book(self.hasher)}
+            self.metrics = WorkerMetrics(settings.node, self.ledger, failures, upstreams)
         self.stop = asyncio.Event()
         self.loops_stopped = asyncio.Event()
         self.started = time.monotonic()
@@ -265,9 +163,11 @@ class Worker:
             await asyncio.sleep(self.outages["hasher"].failed(error))
             return
         self.outages["hasher"].succeeded()
+        t2 = time.perf_counter()
         self.ledger.record(digest, data)
+        if self.metrics is not None:
+            self.metrics.observe(t1 - t0, t2 - t1)
         if stats is not None:
-            t2 = time.perf_counter()
             stats.rng.append(t1 - t0)
             stats.hasher.append(t2 - t1)
             stats.loops += 1
@@ -323,6 +223,9 @@ class Worker:
             settings.concurrency,
             settings.delay,
         )
+        server: web.AppRunner | None = None
+        if self.metrics is not None:
+            server = await serve(self.metrics, settings.host, settings.metrics_port)
         miners = [loop.create_task(self.mine()) for _ in range(settings.concurrency)]
         flusher = loop.create_task(self.flusher())
         beat = loop.create_task(self.heartbeat())
@@ -344,7 +247,10 @@ class Worker:
         )
         if self.latencies is not None:
             log.info("stats %s", json.dumps(self.latencies.summary()))
-        for closing in (self.client.close(), self.db.aclose()):
+        closings = [self.client.close(), self.db.aclose()]
+        if server is not None:
+            closings.append(server.cleanup())
+        for closing in closings:
             with contextlib.suppress(TimeoutError, RedisError, OSError):
                 await asyncio.wait_for(closing, timeout=0.2)
 

@@ -86,7 +86,7 @@ class _Reader:
         shown = redacted_url(raw) if name.endswith("_URL") else raw
         self.problems.append(f"{name}={shown!r} {reason}")
 
-    def whole(self, name: str, default: int, minimum: int) -> int:
+    def whole(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
         raw = self._raw(name)
         if not raw:
             return default
@@ -96,6 +96,8 @@ class _Reader:
             self._bad(name, f"must be a whole number of at most {MAX_DIGITS} digits")
         elif int(raw) < minimum:
             self._bad(name, f"must be greater than or equal to {minimum}")
+        elif maximum is not None and int(raw) > maximum:
+            self._bad(name, f"must be less than or equal to {maximum}")
         else:
             return int(raw)
         return default
@@ -143,6 +145,10 @@ class _Reader:
             return default
         return raw
 
+    def string(self, name: str, default: str) -> str:
+        """A string; empty means the default, like every other variable."""
+        return self._raw(name) or default
+
     def text(self, name: str, default: str) -> str:
         """A string where empty is a value of its own (not the default)."""
         return self.environ.get(name, default).strip()
@@ -171,6 +177,10 @@ class Settings:
     stats: bool = False
     stats_warmup: float = 0.0
     log_level: str = "INFO"
+    metrics: bool = True
+    metrics_port: int = 9100
+    host: str = "0.0.0.0"
+    node: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -192,6 +202,10 @@ class Settings:
             stats=read.flag("WORKER_STATS", cls.stats),
             stats_warmup=read.decimal("WORKER_STATS_WARMUP", cls.stats_warmup, 0),
             log_level=read.log_level("LOG_LEVEL", cls.log_level),
+            metrics=read.flag("METRICS", cls.metrics),
+            metrics_port=read.whole("WORKER_METRICS_PORT", cls.metrics_port, 1, 65535),
+            host=read.string("HOST", cls.host),
+            node=read.string("DOCKERCOINS_NODE", cls.node),
         )
         if read.problems:
             raise SettingsError("; ".join(read.problems))

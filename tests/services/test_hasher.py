@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from dockercoins.bench.metrics_page import MetricsPage
 
 from tests.support.servers import LOOPBACK, ServiceProcess
 
@@ -186,3 +187,43 @@ def test_bad_bodies_get_4xx(quick_hasher: ServiceProcess, headers: str) -> None:
     request = f"POST / HTTP/1.1\r\nHost: hasher\r\n{headers}\r\nabc".encode()
     status_line = raw_exchange(quick_hasher.port, request).split(b"\r\n", 1)[0]
     assert status_line.startswith(b"HTTP/1.1 4"), status_line
+
+
+# --- /metrics ----------------------------------------------------------------------------------
+
+REQUESTS = "dockercoins_hasher_requests_total"
+BYTES = "dockercoins_hasher_bytes_total"
+DURATIONS = "dockercoins_hasher_request_duration_seconds_count"
+DURATION = "dockercoins_hasher_request_duration_seconds_sum"
+
+
+def page_of(answer: httpx.Response) -> MetricsPage:
+    """The /metrics answer, parsed by prometheus_client.parser.text_string_to_metric_families."""
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain; version=")
+    return MetricsPage.parse(answer.text)
+
+
+def test_metrics_count_hashes_bytes_and_time(start_service: StartService) -> None:
+    hasher = start_service(
+        "hasher", HASHER_DELAY="0.05", HASHER_MAX_BYTES="100", DOCKERCOINS_NODE="node-5"
+    )
+    with httpx.Client(base_url=hasher.url, timeout=5) as client:
+        before = page_of(client.get("/metrics"))
+        for body in (b"a" * 10, b"b" * 20, b""):
+            assert client.post("/", content=body).status_code == 200
+        assert client.post("/", content=b"c" * 101).status_code == 413  # not hashed
+        after = page_of(client.get("/metrics"))
+    assert after.value(REQUESTS) - before.value(REQUESTS) == 3
+    assert after.value(BYTES) - before.value(BYTES) == 30
+    assert after.value(DURATIONS) - before.value(DURATIONS) == 3
+    assert after.value(DURATION) - before.value(DURATION) >= 3 * 0.05
+    identity = {"service": "hasher", "hostname": socket.gethostname(), "node": "node-5"}
+    assert after.value("dockercoins_instance_info", **identity) == 1
+
+
+def test_metrics_off_is_404_and_hashing_still_works(start_service: StartService) -> None:
+    hasher = start_service("hasher", HASHER_DELAY="0", METRICS="off")
+    with httpx.Client(base_url=hasher.url, timeout=5) as client:
+        assert client.get("/metrics").status_code == 404
+        assert client.post("/", content=b"abc").text == ABC_SHA256

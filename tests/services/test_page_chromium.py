@@ -1,4 +1,5 @@
-"""The DockerCoins page in a real headless Chromium, fed by a real Redis.
+"""The DockerCoins page in a real headless Chromium, fed by a real Redis (and, for the rng
+chart, two real rng processes scraped by a real Prometheus).
 
 Chromium is driven through Debian's chromedriver with plain W3C WebDriver calls over httpx
 (a dozen lines, no extra dependency, no browser download).
@@ -20,6 +21,7 @@ import httpx
 import pytest
 import redis
 
+from tests.support.rng_fleet import NODES, scraped_rngs
 from tests.support.servers import (
     LOOPBACK,
     REPO_ROOT,
@@ -74,6 +76,9 @@ class Browser:
     def run(self, script: str) -> Any:
         """Run a JavaScript function body in the page and return its result."""
         return self._call("POST", "/execute/sync", {"script": script, "args": []})
+
+    def resize(self, width: int, height: int) -> None:
+        self._call("POST", "/window/rect", {"width": width, "height": height})
 
     def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +151,8 @@ if (canvas) {
   }
 }
 const origin = location.origin;
+const rng = (window.dockercoins && window.dockercoins.rngRates) || {};
+const rngMessage = document.getElementById('rng-message');
 return {
   library: typeof uPlot,
   points: window.dockercoins ? window.dockercoins.plot.data[0].length : 0,
@@ -157,6 +164,15 @@ return {
   title: document.querySelector('h1').innerText,
   foreign: performance.getEntriesByType('resource').map(e => e.name)
     .filter(name => !name.startsWith(origin)),
+  rngAvailable: rng.available,
+  rngMessage: rngMessage.hidden ? '' : rngMessage.innerText.trim(),
+  rngChartShown: document.getElementById('rng-chart').offsetParent !== null,
+  // the fewest values any line has
+  rngPoints: rng.plot && rng.plot.data.length > 1 ? Math.min(...rng.plot.data.slice(1)
+    .map(values => values.filter(v => v != null).length)) : 0,
+  // the legend's first row is the time axis; one row per line after it
+  rngLegend: Array.from(document.querySelectorAll(
+    '#rng-chart .u-legend .u-series:not(:first-child) .u-label')).map(e => e.innerText.trim()),
 };
 """
 
@@ -192,6 +208,12 @@ def test_page_charts_live_data_and_shows_stale_state(
         assert state["coins"] == "5"
         assert state["foreign"] == [], "the page loaded something from outside"
         assert not state["staleVisible"]
+        # no PROMETHEUS_URL: the rng chart says so, and the hash-rate chart above works
+        wait_for(lambda: browser.run(PAGE_STATE)["rngAvailable"] is False, timeout=10)
+        rng = browser.run(PAGE_STATE)
+        assert rng["rngMessage"] == "Prometheus not configured (PROMETHEUS_URL is unset)"
+        assert not rng["rngChartShown"]
+        assert rng["rngLegend"] == []
         # a few more points make a nicer picture for the artifact
         wait_for(lambda: browser.run(PAGE_STATE)["points"] >= 6, timeout=15, interval=0.5)
         browser.screenshot(ARTIFACTS / "webui.png")
@@ -208,3 +230,38 @@ def test_page_charts_live_data_and_shows_stale_state(
     finally:
         feeder.stop()
         webui.stop()
+
+
+def test_page_charts_rng_answers_per_instance_from_prometheus(
+    browser: Browser, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    webui = ServiceProcess(
+        name="webui", env={"REDIS_URL": redis_server.url}, log_path=tmp_path / "webui.log"
+    )
+    feeder = HashFeeder(redis_server.url)
+    with scraped_rngs(tmp_path) as fleet:
+        webui.env["PROMETHEUS_URL"] = fleet.prometheus.url
+        try:
+            webui.start()
+            feeder.start()
+            browser.resize(1280, 1250)  # both charts in the screenshot
+            browser.open(webui.url + "/")
+            state: dict[str, Any] = {}
+
+            def both_lines_drawn() -> bool:
+                state.update(browser.run(PAGE_STATE))
+                rng = {name: value for name, value in state.items() if name.startswith("rng")}
+                assert sorted(state["rngLegend"]) == sorted(NODES), rng  # named on timeout
+                return bool(state["rngPoints"] >= 5)  # a few points make a picture
+
+            wait_for(both_lines_drawn, timeout=45, interval=0.5)
+            assert state["rngAvailable"] is True
+            assert state["rngChartShown"]
+            assert state["rngMessage"] == ""
+            assert state["points"] > 1, "the hash-rate chart stopped"
+            assert state["foreign"] == [], "the page loaded something from outside"
+            browser.screenshot(ARTIFACTS / "webui-rng-rates.png")
+            assert "Traceback" not in webui.logs()
+        finally:
+            feeder.stop()
+            webui.stop()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from dockercoins.bench.metrics_page import MetricsPage
 
 from tests.support.servers import ServiceProcess
 
@@ -139,3 +141,74 @@ def test_bad_sizes_get_4xx(quick_rng: ServiceProcess, path: str) -> None:
 def test_other_methods_get_405(quick_rng: ServiceProcess, method: str, path: str) -> None:
     answer = httpx.request(method, quick_rng.url + path, content=b"x", timeout=5)
     assert answer.status_code == 405
+
+
+# --- /metrics ----------------------------------------------------------------------------------
+
+REQUESTS = "dockercoins_rng_requests_total"
+BYTES = "dockercoins_rng_bytes_total"
+WAITS = "dockercoins_rng_wait_seconds_count"
+WAITED = "dockercoins_rng_wait_seconds_sum"
+QUEUE = "dockercoins_rng_queue_length"
+
+
+def page_of(answer: httpx.Response) -> MetricsPage:
+    """The /metrics answer, parsed by prometheus_client.parser.text_string_to_metric_families."""
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain; version=")
+    return MetricsPage.parse(answer.text)
+
+
+def test_metrics_count_answers_and_bytes(start_service: StartService) -> None:
+    rng = start_service("rng", RNG_DELAY="0", DOCKERCOINS_NODE="node-7")
+    with httpx.Client(base_url=rng.url, timeout=5) as client:
+        before = page_of(client.get("/metrics"))
+        for _ in range(3):
+            assert len(client.get("/32").content) == 32
+        assert client.get("/abc").status_code == 400  # refused: not an answer
+        after = page_of(client.get("/metrics"))
+    assert after.value(REQUESTS) - before.value(REQUESTS) == 3
+    assert after.value(BYTES) - before.value(BYTES) == 96
+    assert after.value(WAITS) - before.value(WAITS) == 3
+    assert after.value(QUEUE) == 0
+    identity = {"service": "rng", "hostname": socket.gethostname(), "node": "node-7"}
+    assert after.value("dockercoins_instance_info", **identity) == 1
+    assert after.value("process_cpu_seconds_total") > 0
+
+
+def test_metrics_answer_at_once_while_requests_queue(start_service: StartService) -> None:
+    """8 requests behind one slot of 0.2 s: /metrics is not one of them, so it answers at
+    once and sees the queue; when they are all served the queue is back to 0."""
+    rng = start_service("rng", RNG_DELAY="0.2", RNG_CONCURRENCY="1")
+
+    async def scenario() -> tuple[list[float], list[float], MetricsPage]:
+        limits = httpx.Limits(max_connections=20)
+        async with httpx.AsyncClient(base_url=rng.url, timeout=30, limits=limits) as client:
+            waiting = [asyncio.create_task(client.get("/8")) for _ in range(8)]
+            queues: list[float] = []
+            took: list[float] = []
+            while not all(task.done() for task in waiting):
+                started = time.monotonic()
+                page = page_of(await client.get("/metrics"))
+                took.append(time.monotonic() - started)
+                queues.append(page.value(QUEUE))
+                await asyncio.sleep(0.05)
+            assert all(task.result().status_code == 200 for task in waiting)
+            return queues, took, page_of(await client.get("/metrics"))
+
+    queues, took, final = asyncio.run(scenario())
+    assert max(queues) >= 5, queues  # up to 7 wait behind the one being served
+    assert max(took) < 0.2, took  # never waited for a 0.2 s turn
+    assert final.value(QUEUE) == 0
+    assert final.value(REQUESTS) == 8
+    assert final.value(WAITS) == 8
+    # They waited 0, 0.2, ..., 1.4 s for their turns: 5.6 s in all.
+    assert 5.0 < final.value(WAITED) < 7.0, final.value(WAITED)
+
+
+def test_metrics_off_is_404_and_sizes_still_work(start_service: StartService) -> None:
+    rng = start_service("rng", RNG_DELAY="0", METRICS="0")
+    with httpx.Client(base_url=rng.url, timeout=5) as client:
+        assert client.get("/metrics").status_code == 404
+        assert len(client.get("/32").content) == 32
+        assert client.get("/abc").status_code == 400

@@ -142,6 +142,7 @@ def test_page_and_assets_are_served(quick_webui: ServiceProcess) -> None:
         assert "<title>DockerCoins</title>" in page.text
         for asset in (
             "/app.js",
+            "/rng-rates.js",
             "/style.css",
             "/favicon.svg",
             "/vendor/uplot/uPlot.iife.min.js",
@@ -174,6 +175,8 @@ BAD_REQUESTS = [
     ("DELETE", "/json", 405),
     ("PUT", "/index.html", 405),
     ("POST", "/", 405),
+    ("POST", "/rng-rates", 405),
+    ("POST", "/metrics", 405),
 ]
 
 

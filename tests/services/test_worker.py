@@ -1,20 +1,24 @@
 """The worker as a real process against real rng, hasher and Redis: it mines, survives
-outages of each of them without losing a hash, and stops cleanly on SIGTERM/SIGINT."""
+outages of each of them without losing a hash, stops cleanly on SIGTERM/SIGINT, and its
+/metrics tell what it did."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
+from dockercoins.bench.metrics_page import MetricsPage
 
-from tests.support.servers import RedisServer, ServiceProcess, wait_for
+from tests.support.servers import LOOPBACK, RedisServer, ServiceProcess, free_port, wait_for
 
 StartService = Callable[..., ServiceProcess]
 
@@ -57,9 +61,19 @@ def start_worker(
         "WORKER_CONCURRENCY": "4",
         "WORKER_BACKOFF_MAX": "0.5",
         "WORKER_HEARTBEAT": str(tmp_path / "heartbeat"),
+        "WORKER_METRICS_PORT": str(free_port()),
         **env,
     }
     return start_service("worker", wait=False, **settings)
+
+
+def metrics_of(worker: ServiceProcess) -> MetricsPage:
+    """The worker's /metrics, parsed by prometheus_client.parser.text_string_to_metric_families."""
+    url = f"http://{LOOPBACK}:{worker.env['WORKER_METRICS_PORT']}/metrics"
+    answer = httpx.get(url, timeout=2)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain; version=")
+    return MetricsPage.parse(answer.text)
 
 
 def stop_worker(worker: ServiceProcess, signum: int = signal.SIGTERM) -> tuple[int, ...]:
@@ -215,3 +229,87 @@ def test_sigterm_with_redis_hung_still_exits_in_time_and_says_what_it_could_not_
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
     assert owed_hashes > 0  # reported, not silently dropped
+
+
+# --- /metrics ----------------------------------------------------------------------------------
+
+LOOPS = "dockercoins_worker_loops_total"
+HASHES = "dockercoins_worker_hashes_total"
+COINS = "dockercoins_worker_coins_total"
+PENDING = "dockercoins_worker_pending_hashes"
+ERRORS = "dockercoins_worker_errors_total"
+ANSWERED = "dockercoins_worker_upstream_requests_total"
+LATENCIES = "dockercoins_worker_upstream_seconds_count"
+
+
+def test_worker_metrics_follow_the_mining(
+    start_service: StartService, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    rng, hasher = backends(start_service)
+    worker = start_worker(
+        start_service,
+        rng,
+        hasher,
+        redis_server,
+        tmp_path,
+        WORKER_FLUSH_INTERVAL="0.1",
+        DOCKERCOINS_NODE="node-3",
+    )
+    wait_for(lambda: metrics_of(worker).value(HASHES) >= 20)
+    first = metrics_of(worker)
+    wait_for(lambda: metrics_of(worker).value(LOOPS) > first.value(LOOPS))
+    wait_for(lambda: metrics_of(worker).value(HASHES) > first.value(HASHES))
+    page = metrics_of(worker)
+    answered = {
+        (dict(labels)["service"], dict(labels)["address"]): value
+        for (name, labels), value in page.samples.items()
+        if name == ANSWERED
+    }
+    rng_address, hasher_address = f"{LOOPBACK}:{rng.port}", f"{LOOPBACK}:{hasher.port}"
+    assert set(answered) == {("rng", rng_address), ("hasher", hasher_address)}
+    assert all(value >= page.value(LOOPS) for value in answered.values())
+    assert page.value(LATENCIES, service="rng") >= first.value(LOOPS)
+    assert page.value(LATENCIES, service="hasher") >= first.value(LOOPS)
+    identity = {"service": "worker", "hostname": socket.gethostname(), "node": "node-3"}
+    assert page.value("dockercoins_instance_info", **identity) == 1
+
+    # Without rng no loop ends; what was computed is written, then nothing is pending.
+    rng.stop()
+    wait_for(lambda: metrics_of(worker).value(ERRORS, kind="rng") >= 4)
+    wait_for(lambda: metrics_of(worker).value(PENDING) == 0)
+    last = metrics_of(worker)
+    assert last.value(HASHES) == hashes(redis_server) == last.value(LOOPS)
+    assert last.value(COINS) == db_of(redis_server).hlen("wallet")
+    assert last.value(ERRORS, kind="hasher") == last.value(ERRORS, kind="redis") == 0
+    loops, coins, _owed_hashes, _owed_coins = stop_worker(worker)
+    assert (loops, coins) == (last.value(LOOPS), last.value(COINS))
+
+
+def test_metrics_off_leaves_the_port_closed(
+    start_service: StartService, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    rng, hasher = backends(start_service)
+    worker = start_worker(start_service, rng, hasher, redis_server, tmp_path, METRICS="0")
+    wait_for(lambda: hashes(redis_server) > 0)
+    port = int(worker.env["WORKER_METRICS_PORT"])
+    with pytest.raises(ConnectionRefusedError), socket.create_connection((LOOPBACK, port), 1):
+        pass
+    stop_worker(worker)
+    assert "metrics on" not in worker.logs()
+
+
+def test_a_busy_metrics_port_is_logged_and_mining_goes_on(
+    start_service: StartService, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    rng, hasher = backends(start_service)
+    with socket.socket() as busy:
+        busy.bind((LOOPBACK, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        worker = start_worker(
+            start_service, rng, hasher, redis_server, tmp_path, WORKER_METRICS_PORT=str(port)
+        )
+        wait_for(lambda: hashes(redis_server) > 0)
+        loops, *_ = stop_worker(worker)
+    assert count(worker.logs(), f"no /metrics: cannot listen on {LOOPBACK}:{port}") == 1
+    assert hashes(redis_server) == loops

@@ -20,8 +20,16 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from dockercoins.bench.metrics_page import MetricsPage
 
-from tests.support.servers import SERVICES_DIR, RedisServer, ServiceProcess, free_port, wait_for
+from tests.support.servers import (
+    LOOPBACK,
+    SERVICES_DIR,
+    RedisServer,
+    ServiceProcess,
+    free_port,
+    wait_for,
+)
 
 StartService = Callable[..., ServiceProcess]
 NAME = "dockercoins-rng-spread-test"
@@ -94,6 +102,7 @@ def test_requests_spread_over_two_rng_instances_behind_one_name(
 
     # One loop, one kept-alive connection per address: without rotation, one rng only.
     log = tmp_path / "worker.log"
+    metrics_port = free_port()
     worker = worker_in_namespace(
         f"127.0.0.1 localhost\n127.0.0.1 {NAME}\n127.0.0.2 {NAME}\n",
         log,
@@ -104,8 +113,20 @@ def test_requests_spread_over_two_rng_instances_behind_one_name(
         WORKER_CONCURRENCY="1",
         WORKER_CONN_MAX_AGE="3600",
         WORKER_HEARTBEAT=str(tmp_path / "heartbeat"),
+        HOST=LOOPBACK,
+        WORKER_METRICS_PORT=str(metrics_port),
     )
     wait_for(lambda: all(len(re.findall(SERVED, rng.logs())) >= 20 for rng in rngs), timeout=30)
+    # The worker's metrics name each rng that answered by IP:port, about half each.
+    page = MetricsPage.parse(httpx.get(f"http://{LOOPBACK}:{metrics_port}/metrics").text)
+    answered = [
+        page.value(
+            "dockercoins_worker_upstream_requests_total", service="rng", address=f"{host}:{port}"
+        )
+        for host in ("127.0.0.1", "127.0.0.2")
+    ]
+    assert min(answered) >= 10, answered
+    assert abs(answered[0] - answered[1]) <= 1, answered
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=5) == 0, log.read_text()
 

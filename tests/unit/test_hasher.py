@@ -14,6 +14,7 @@ from hasher_settings import Settings
 from tests.support.servers import SERVICES_DIR
 
 NAMES = ("HOST", "PORT", "HASHER_DELAY", "HASHER_MAX_BYTES", "LOG_LEVEL", "ACCESS_LOG")
+METRICS_NAMES = ("METRICS", "DOCKERCOINS_NODE")
 
 
 @pytest.mark.parametrize("header", [None, "0", "100", "0100"])
@@ -34,6 +35,7 @@ def test_refused_lengths(header: str, status: int) -> None:
 def test_settings_defaults_and_env() -> None:
     assert Settings.from_env({}) == Settings()
     assert (Settings().delay, Settings().max_bytes) == (0.1, 1048576)
+    assert (Settings().metrics, Settings().node) == (True, None)
     custom = Settings.from_env({"HASHER_DELAY": "0.25", "HASHER_MAX_BYTES": "7"})
     assert (custom.delay, custom.max_bytes) == (0.25, 7)
 
@@ -47,6 +49,8 @@ def test_settings_every_variable_overridden() -> None:
             "HASHER_MAX_BYTES": "1048577",
             "LOG_LEVEL": "Warning",
             "ACCESS_LOG": "on",
+            "METRICS": "No",
+            "DOCKERCOINS_NODE": "node-1",
         }
     )
     assert custom == Settings(
@@ -56,12 +60,14 @@ def test_settings_every_variable_overridden() -> None:
         HASHER_MAX_BYTES=1048577,
         LOG_LEVEL="WARNING",
         ACCESS_LOG=True,
+        METRICS=False,
+        DOCKERCOINS_NODE="node-1",
     )
 
 
 @pytest.mark.parametrize("empty", ["", " ", "\t"])
 def test_empty_values_mean_the_default(empty: str) -> None:
-    assert Settings.from_env(dict.fromkeys(NAMES, empty)) == Settings()
+    assert Settings.from_env(dict.fromkeys((*NAMES, *METRICS_NAMES), empty)) == Settings()
 
 
 def test_unknown_variables_are_ignored() -> None:
@@ -92,6 +98,7 @@ def test_unknown_variables_are_ignored() -> None:
         ("LOG_LEVEL", "LOUD"),
         ("ACCESS_LOG", "maybe"),
         ("ACCESS_LOG", "y"),
+        ("METRICS", "enabled"),
     ],
 )
 def test_bad_settings_name_the_variable(name: str, value: str) -> None:

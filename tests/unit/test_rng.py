@@ -15,6 +15,7 @@ from rng_settings import Settings
 from tests.support.servers import SERVICES_DIR
 
 NAMES = ("HOST", "PORT", "RNG_DELAY", "RNG_CONCURRENCY", "RNG_MAX_BYTES", "LOG_LEVEL", "ACCESS_LOG")
+METRICS_NAMES = ("METRICS", "DOCKERCOINS_NODE")
 
 
 @pytest.mark.parametrize(("text", "size"), [("0", 0), ("32", 32), ("0032", 32), ("100", 100)])
@@ -35,6 +36,8 @@ def test_settings_defaults_and_env() -> None:
     assert Settings().delay == 0.1
     assert Settings().concurrency == 1
     assert Settings().max_bytes == 1048576
+    assert Settings().metrics is True
+    assert Settings().node is None
     custom = Settings.from_env(
         {"RNG_DELAY": "0", "RNG_CONCURRENCY": "4", "RNG_MAX_BYTES": "10", "PORT": "8001"}
     )
@@ -51,6 +54,8 @@ def test_settings_every_variable_overridden() -> None:
             "RNG_MAX_BYTES": "0",
             "LOG_LEVEL": "debug",
             "ACCESS_LOG": "Yes",
+            "METRICS": "off",
+            "DOCKERCOINS_NODE": " node-2 ",
         }
     )
     assert custom == Settings(
@@ -61,12 +66,14 @@ def test_settings_every_variable_overridden() -> None:
         RNG_MAX_BYTES=0,
         LOG_LEVEL="DEBUG",
         ACCESS_LOG=True,
+        METRICS=False,
+        DOCKERCOINS_NODE="node-2",
     )
 
 
 @pytest.mark.parametrize("empty", ["", " ", "\t"])
 def test_empty_values_mean_the_default(empty: str) -> None:
-    assert Settings.from_env(dict.fromkeys(NAMES, empty)) == Settings()
+    assert Settings.from_env(dict.fromkeys((*NAMES, *METRICS_NAMES), empty)) == Settings()
 
 
 def test_unknown_variables_are_ignored() -> None:
@@ -98,6 +105,8 @@ def test_unknown_variables_are_ignored() -> None:
         ("LOG_LEVEL", "WARN"),
         ("ACCESS_LOG", "maybe"),
         ("ACCESS_LOG", "t"),
+        ("METRICS", "maybe"),
+        ("METRICS", "2"),
     ],
 )
 def test_bad_settings_name_the_variable(name: str, value: str) -> None:

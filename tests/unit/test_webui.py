@@ -13,7 +13,10 @@ from webui_settings import Settings, redacted_url
 
 from tests.support.servers import SERVICES_DIR
 
-NAMES = ("HOST", "PORT", "REDIS_URL", "REDIS_TIMEOUT", "LOG_LEVEL", "ACCESS_LOG")
+NAMES = (
+    *("HOST", "PORT", "REDIS_URL", "REDIS_TIMEOUT", "LOG_LEVEL", "ACCESS_LOG"),
+    *("METRICS", "PROMETHEUS_URL", "DOCKERCOINS_NODE"),
+)
 
 
 @pytest.mark.parametrize(("raw", "value"), [(None, 0), (b"0", 0), (b"1234", 1234), ("77", 77)])
@@ -47,6 +50,34 @@ def test_settings_defaults_and_env() -> None:
     assert (custom.redis_url, custom.redis_timeout) == ("redis://127.0.0.1:7000/1", 0.2)
 
 
+def test_metrics_on_and_prometheus_not_configured_by_default() -> None:
+    defaults = Settings.from_env({})
+    assert defaults.metrics is True
+    assert defaults.prometheus_url is None
+    assert defaults.node is None
+
+
+@pytest.mark.parametrize(
+    ("value", "on"),
+    [("1", True), ("on", True), ("YES", True), ("true", True), ("0", False), (" off ", False)],
+)
+def test_metrics_flag(value: str, on: bool) -> None:
+    assert Settings.from_env({"METRICS": value}).metrics is on
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://prometheus:9090",
+        "http://127.0.0.1:9090/",
+        "https://metrics.example:443/prometheus",
+        "http://[::1]:9090",
+    ],
+)
+def test_prometheus_url(url: str) -> None:
+    assert Settings.from_env({"PROMETHEUS_URL": f" {url} "}).prometheus_url == url
+
+
 def test_settings_every_variable_overridden() -> None:
     custom = Settings.from_env(
         {
@@ -56,6 +87,9 @@ def test_settings_every_variable_overridden() -> None:
             "REDIS_TIMEOUT": "0.01",
             "LOG_LEVEL": "error",
             "ACCESS_LOG": "TRUE",
+            "METRICS": "no",
+            "PROMETHEUS_URL": "http://prometheus:9090",
+            "DOCKERCOINS_NODE": " node2 ",
         }
     )
     assert custom == Settings(
@@ -65,6 +99,9 @@ def test_settings_every_variable_overridden() -> None:
         REDIS_TIMEOUT=0.01,
         LOG_LEVEL="ERROR",
         ACCESS_LOG=True,
+        METRICS=False,
+        PROMETHEUS_URL="http://prometheus:9090",
+        DOCKERCOINS_NODE="node2",
     )
     assert Settings.from_env({"REDIS_URL": "rediss://:pw@db:6380"}).redis_url == (
         "rediss://:pw@db:6380"
@@ -103,6 +140,13 @@ def test_unknown_variables_are_ignored() -> None:
         ("PORT", "65536"),
         ("LOG_LEVEL", "LOUD"),
         ("ACCESS_LOG", "maybe"),
+        ("METRICS", "2"),
+        ("METRICS", "enabled"),
+        ("PROMETHEUS_URL", "prometheus:9090"),
+        ("PROMETHEUS_URL", "ftp://prometheus/"),
+        ("PROMETHEUS_URL", "http://"),
+        ("PROMETHEUS_URL", "http://prometheus:99999"),
+        ("PROMETHEUS_URL", "redis://prometheus:9090"),
     ],
 )
 def test_bad_settings_name_the_variable(name: str, value: str) -> None:
@@ -116,6 +160,16 @@ def test_bad_redis_url_error_hides_the_password() -> None:
         Settings.from_env({"REDIS_URL": "http://:hunter2@redis/"})
     assert "hunter2" not in str(caught.value)
     assert str(caught.value).startswith("REDIS_URL='http://:***@redis/' must look like redis://")
+
+
+def test_bad_prometheus_url_error_hides_the_password() -> None:
+    with pytest.raises(ValueError) as caught:
+        Settings.from_env({"PROMETHEUS_URL": "ftp://admin:hunter2@prometheus/"})
+    assert "hunter2" not in str(caught.value)
+    assert str(caught.value) == (
+        "PROMETHEUS_URL='ftp://admin:***@prometheus/' must look like http://HOST:PORT "
+        "(or https://...)"
+    )
 
 
 def test_the_service_refuses_a_bad_variable_in_one_line() -> None:

@@ -1,6 +1,6 @@
 """Worker pieces on their own: settings (and that they follow the other services' rules), URL
 targets, address rotation, connection retirement (against a throwaway aiohttp server in the
-test), outage logging, the ledger."""
+test), outage logging, the ledger, the metrics read from them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -21,8 +22,12 @@ import rng_settings
 import webui_settings
 import worker_settings
 from aiohttp import web
+from dockercoins.bench.metrics_page import MetricsPage
 from spread_http import AddressBook, RequestFailed, Resolver, SpreadingClient, Target
-from worker import Ledger, Outage, valid_digest
+from worker import valid_digest
+from worker_ledger import Ledger
+from worker_metrics import WorkerMetrics, address_label
+from worker_outage import Outage
 from worker_settings import Settings, redacted_url
 
 from tests.support.servers import SERVICES_DIR, free_port
@@ -60,6 +65,9 @@ def test_settings_defaults_match_the_design() -> None:
     assert settings.concurrency == 1
     assert settings.heartbeat == "/tmp/worker-heartbeat"
     assert settings.stats is False
+    assert settings.metrics is True
+    assert settings.metrics_port == 9100
+    assert (settings.host, settings.node) == ("0.0.0.0", "")
 
 
 def test_settings_read_from_env() -> None:
@@ -111,6 +119,10 @@ def test_settings_read_from_env() -> None:
         ("RNG_URL", "http://rng:port/32"),
         ("REDIS_URL", "redis://"),
         ("LOG_LEVEL", "WARN"),
+        ("METRICS", "maybe"),
+        ("WORKER_METRICS_PORT", "0"),
+        ("WORKER_METRICS_PORT", "65536"),
+        ("WORKER_METRICS_PORT", "http"),
     ],
 )
 def test_bad_settings_name_the_variable(name: str, value: str) -> None:
@@ -134,6 +146,10 @@ NAMES = (
     "WORKER_STATS",
     "WORKER_STATS_WARMUP",
     "LOG_LEVEL",
+    "METRICS",
+    "WORKER_METRICS_PORT",
+    "HOST",
+    "DOCKERCOINS_NODE",
 )
 
 
@@ -164,6 +180,10 @@ def test_every_variable_overridden() -> None:
         "WORKER_STATS": "off",
         "WORKER_STATS_WARMUP": "2",
         "LOG_LEVEL": "critical",
+        "METRICS": "no",
+        "WORKER_METRICS_PORT": "65535",
+        "HOST": " 127.0.0.1 ",
+        "DOCKERCOINS_NODE": "node-4",
     }
     assert Settings.from_env(environ) == Settings(
         "http://rng:8001/16",
@@ -181,6 +201,10 @@ def test_every_variable_overridden() -> None:
         False,
         2.0,
         "CRITICAL",
+        False,
+        65535,
+        "127.0.0.1",
+        "node-4",
     )
 
 
@@ -246,6 +270,14 @@ SAME_KIND = {
         (hasher_settings, "ACCESS_LOG", "access_log"),
         (webui_settings, "ACCESS_LOG", "access_log"),
         (worker_settings, "WORKER_STATS", "stats"),
+        (rng_settings, "METRICS", "metrics"),
+        (hasher_settings, "METRICS", "metrics"),
+        (worker_settings, "METRICS", "metrics"),
+    ],
+    "port": [
+        (rng_settings, "PORT", "port"),
+        (hasher_settings, "PORT", "port"),
+        (worker_settings, "WORKER_METRICS_PORT", "metrics_port"),
     ],
     "log level": [
         (module, "LOG_LEVEL", "log_level")
@@ -260,6 +292,7 @@ INPUTS = [
     *("", " ", "0", "1", "2", "007", " 3 ", "0.5", "0.01", "0.001", "2.0", "-1", "+5", "-0"),
     *("1_000", "1e3", ".5", "5.", "0x10", "inf", "nan", "five", "\u0663", "9" * 18, "9" * 19),
     *("9" * 400, "true", "Yes", "ON", "off", "maybe", "t", "y", "debug", "Warning", "WARN"),
+    *("80", "65535", "65536", "100000"),
     *("redis://db:6379/1", "rediss://:pw@db", "unix:///run/r.sock", "redis://", "redis:///0"),
     *("redis://db:port/0", "http://db/", "redis://:pw@[::1"),
 ]
@@ -522,3 +555,91 @@ def test_redis_password_is_not_logged() -> None:
     assert redacted_url("redis://:s3cret@redis/0") == webui_settings.redacted_url(
         "redis://:s3cret@redis/0"
     )
+
+
+def test_ledger_counts_what_redis_confirmed_apart_from_what_it_owes() -> None:
+    class Pipe:
+        def __init__(self, results: list[object]) -> None:
+            self.results = results
+
+        async def __aenter__(self) -> Pipe:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        def incrby(self, key: str, amount: int) -> None:
+            pass
+
+        def hset(self, key: str, mapping: dict[str, bytes]) -> None:
+            pass
+
+        async def execute(self, raise_on_error: bool) -> list[object]:
+            return self.results
+
+    class Db:
+        def __init__(self, results: list[object]) -> None:
+            self.results = results
+
+        def pipeline(self, transaction: bool) -> Pipe:
+            return Pipe(self.results)
+
+    async def scenario() -> Ledger:
+        ledger = Ledger()
+        ledger.record("0" + "a" * 63, b"coin")
+        ledger.record("f" * 64, b"nothing")
+        wrong_type = ValueError("WRONGTYPE")
+        with pytest.raises(ValueError):
+            await ledger.flush(Db([2, wrong_type]))  # type: ignore[arg-type]
+        assert (ledger.written_hashes, ledger.owed_hashes, ledger.written_coins) == (2, 0, 0)
+        ledger.record("0" + "b" * 63, b"coin 2")
+        await ledger.flush(Db([1, 2]))  # type: ignore[arg-type]
+        return ledger
+
+    ledger = asyncio.run(scenario())
+    assert (ledger.loops, ledger.written_hashes, ledger.owed_hashes) == (3, 3, 0)
+    assert (ledger.coins, ledger.written_coins, ledger.owed_coins) == (2, 2, {})
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def test_address_label_is_ip_colon_port() -> None:
+    assert address_label("10.0.0.7", 80) == "10.0.0.7:80"
+    assert address_label("fd00::7", 8001) == "[fd00::7]:8001"
+
+
+def test_metrics_are_read_from_the_ledger_the_outages_and_the_address_books() -> None:
+    ledger = Ledger()
+    for digest in ("0" + "a" * 63, "f" * 64, "e" * 64):
+        ledger.record(digest, b"x")
+    ledger.owed_hashes, ledger.written_hashes, ledger.written_coins = 1, 2, 1
+    outages = {"rng": Outage("rng", 2.0), "redis": Outage("redis", 2.0)}
+    for _ in range(3):
+        outages["rng"].failed("refused")
+    rng_book = AddressBook(Target.parse("http://10.0.0.1:8001/32"))
+    rng_book.answered.update({"10.0.0.1": 5, "fd00::1": 2})
+    hasher_book = AddressBook(Target.parse("http://127.0.0.1/"))
+    metrics = WorkerMetrics("node-9", ledger, outages, {"rng": rng_book, "hasher": hasher_book})
+    metrics.observe(0.004, 0.0001)
+    metrics.observe(0.006, 0.0002)
+
+    page = MetricsPage.parse(metrics.exposition().decode())
+    assert page.value("dockercoins_worker_loops_total") == 3
+    assert page.value("dockercoins_worker_hashes_total") == 2
+    assert page.value("dockercoins_worker_coins_total") == 1
+    assert page.value("dockercoins_worker_pending_hashes") == 1
+    assert page.value("dockercoins_worker_errors_total", kind="rng") == 3
+    assert page.value("dockercoins_worker_errors_total", kind="redis") == 0
+    upstream = "dockercoins_worker_upstream_requests_total"
+    assert page.value(upstream, service="rng", address="10.0.0.1:8001") == 5
+    assert page.value(upstream, service="rng", address="[fd00::1]:8001") == 2
+    answered = [dict(labels) for name, labels in page.samples if name == upstream]
+    assert sorted(a["address"] for a in answered) == ["10.0.0.1:8001", "[fd00::1]:8001"]
+    latency = "dockercoins_worker_upstream_seconds"
+    assert page.value(f"{latency}_count", service="rng") == 2
+    assert page.value(f"{latency}_sum", service="rng") == pytest.approx(0.01)
+    assert page.value(f"{latency}_bucket", service="rng", le="0.005") == 1
+    assert page.value(f"{latency}_bucket", service="hasher", le="0.00025") == 2
+    info = {"service": "worker", "hostname": socket.gethostname(), "node": "node-9"}
+    assert page.value("dockercoins_instance_info", **info) == 1
