@@ -30,6 +30,7 @@ cat <<EOF
 
 DockerCoins runs on the lab ($(( $(date +%s) - started )) s).
   web UI:          http://localhost:8000
+  Prometheus:      http://localhost:9090
   the docker CLI:  export DOCKER_HOST=$DOCKER_HOST
   tear down:       .venv/bin/dockercoins down; .venv/bin/dockercoins lab down
 EOF

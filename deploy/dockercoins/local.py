@@ -28,7 +28,7 @@ from typing import IO
 from dockercoins.errors import UserError
 from dockercoins.host.ports import LOOPBACK, accepts, free_port, port_free
 from dockercoins.host.processes import wait_ready
-from dockercoins.names import WEBUI_PUBLISHED_PORT
+from dockercoins.names import METRICS_PATH, WEBUI_PUBLISHED_PORT
 from dockercoins.paths import SERVICES_DIR
 
 START_TIMEOUT = 20.0
@@ -154,8 +154,9 @@ class Stack:
         self, name: str, port: int, env: dict[str, str], label: str | None = None
     ) -> Child:
         """services/<name>/<name>.py with HOST=127.0.0.1, PORT=port and `env`; waits for
-        `GET /` to answer 200 (not for the worker, which serves nothing). `label` names
-        the child and its log file (default: `name`)."""
+        `GET /` to answer 200 (not for the worker, whose only server is its /metrics, on
+        `port` when given WORKER_METRICS_PORT). `label` names the child and its log file
+        (default: `name`)."""
         full_env = {**os.environ, "HOST": LOOPBACK, "PORT": str(port), **env}
         argv = [sys.executable, f"{name}.py"]
         child = self._spawn(label or name, argv, port, SERVICES_DIR / name, full_env)
@@ -243,23 +244,26 @@ def run_local(ports: LocalPorts, info: Callable[[str], None], result: Callable[[
     try:
         redis_port = ports.redis or free_port()
         redis_url = f"redis://{LOOPBACK}:{redis_port}/0"
+        worker_metrics_port = free_port()
         info(f"working directory {workdir}")
         worker_env = {
             "RNG_URL": f"http://{LOOPBACK}:{ports.rng}/32",
             "HASHER_URL": f"http://{LOOPBACK}:{ports.hasher}/",
             "REDIS_URL": redis_url,
             "WORKER_HEARTBEAT": str(workdir / "worker-heartbeat"),
+            "WORKER_METRICS_PORT": str(worker_metrics_port),
         }
         started = [
             stack.start_redis(redis_port),
             stack.start_service("hasher", ports.hasher, {}),
             stack.start_service("rng", ports.rng, {}),
             stack.start_service("webui", ports.webui, {"REDIS_URL": redis_url}),
-            stack.start_service("worker", 0, worker_env),
+            stack.start_service("worker", worker_metrics_port, worker_env),
         ]
         for child in started:
             where = f"{LOOPBACK}:{child.port}" if child.port else "no port"
             info(f"started {child.name} (pid {child.pid}, {where})")
+        info(f"worker metrics: http://{LOOPBACK}:{worker_metrics_port}{METRICS_PATH}")
         result(f"DockerCoins is running: http://{LOOPBACK}:{ports.webui}/  (Ctrl-C stops it)")
         while True:
             dead = stack.dead()

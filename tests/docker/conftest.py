@@ -1,6 +1,7 @@
 """Docker tier fixtures: a dockerd of the suite's own (unless DOCKERCOINS_TEST_DOCKER_HOST
-names one to use), the four images built once from the offline base, and cleanup of every
-container, network, image and daemon the suite made, even when a test fails."""
+names one to use), the four images built once from the offline base, the offline
+prometheus image, and cleanup of every container, network, image and daemon the suite
+made, even when a test fails."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 from dockercoins.host import dockerd
+from dockercoins.images import base as baseimage
 from dockercoins.images import build as images
 from dockercoins.names import IMAGES
 
@@ -88,6 +90,12 @@ def built_images(docker_session: DockerSession) -> dict[str, images.BuiltImage]:
         base=images.BASE_OFFLINE,
     )
     return {image.service: image for image in built}
+
+
+@pytest.fixture(scope="session")
+def prometheus_image(docker_session: DockerSession) -> str:
+    """The offline prometheus image on the daemon (imported once; kept, like redis)."""
+    return baseimage.import_base_image(docker_session.client, "prometheus")
 
 
 @pytest.fixture

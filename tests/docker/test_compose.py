@@ -1,5 +1,6 @@
 """compose.yml at the top validates and comes up (Debian's docker-compose, or the
-`docker compose` plugin), on the images the session built, then is torn down."""
+`docker compose` plugin), on the images the session built, with Prometheus scraping every
+container, then is torn down."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def compose(docker_session: DockerSession) -> Iterator[tuple[list[str], dict[str
         "RNG_PORT": str(free_port()),
         "HASHER_PORT": str(free_port()),
         "WEBUI_PORT": str(free_port()),
+        "PROMETHEUS_PORT": str(free_port()),
         "COMPOSE_PROJECT_NAME": f"dctest{docker_session.session_id}",
     }
     command = [*_compose_command(), "-f", str(COMPOSE_FILE)]
@@ -100,4 +102,13 @@ def test_compose_file_validates_and_comes_up(
     containers = docker_session.client.containers.list(
         filters={"label": f"com.docker.compose.project={project}"}
     )
-    assert len(containers) == 5
+    assert len(containers) == 6  # the five and prometheus
+
+    prometheus = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}"
+
+    def targets_up() -> set[str]:
+        answer = httpx.get(f"{prometheus}/api/v1/targets", timeout=3).json()
+        active = answer["data"]["activeTargets"]
+        return {target["labels"]["job"] for target in active if target["health"] == "up"}
+
+    wait_for(lambda: targets_up() == {"rng", "hasher", "webui", "worker"}, timeout=60, interval=1)

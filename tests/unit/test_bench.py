@@ -1,4 +1,5 @@
-"""The pure parts of `bench rng-modes`: ceilings, rate statistics, tables, JSON and the PNG."""
+"""The pure parts of `bench rng-modes`: ceilings, rate statistics, rng rates per task,
+tables, JSON and the PNG."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ from dockercoins.cli import bench as cli_bench
 from dockercoins.cli import build_parser
 from dockercoins.errors import UserError
 from dockercoins.names import GLOBAL, REPLICATED
+from dockercoins.swarm import prometheus
+from dockercoins.swarm.prometheus import InstanceRate
 from dockercoins.swarm.rates import Sample, window_rates
+
+from tests.support.servers import free_port
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -202,6 +207,7 @@ def test_options_add_the_main_worker_count_to_the_sweep() -> None:
         (["--warmup", "-1"], "--warmup"),
         (["--webui", "http://192.0.2.1:8000"], "only loopback"),
         (["--webui", "ftp://127.0.0.1"], "argument --webui: bad value"),
+        (["--prometheus", "http://192.0.2.1:9090"], "only loopback"),
     ],
 )
 def test_bad_option_values_are_one_clear_usage_error(
@@ -224,7 +230,7 @@ def test_options_that_disagree_are_one_clear_error(argv: list[str], message: str
 
 def test_loopback_web_ui_is_allowed() -> None:
     for url in ("http://127.0.0.1:8000", "http://localhost:8000", "http://127.0.0.5"):
-        assert bench_rng_modes.webui_problem(url) is None
+        assert bench_rng_modes.url_problem(url) is None
 
 
 def test_plan_starts_in_the_current_mode_and_switches_rng_once() -> None:
@@ -253,3 +259,169 @@ def test_outputs_with_matplotlib_write_a_png(tmp_path: Path) -> None:
     assert bench_plot.available()  # the test environment installs the bench extra
     bench_report.write_outputs(_report(), tmp_path)
     assert (tmp_path / bench_report.PNG_FILE).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+# --- rng answers/s per task (Prometheus) ---------------------------------------------------
+
+
+def _rng_rates(*rates: float) -> list[InstanceRate]:
+    return [
+        InstanceRate(f"node{n}", f"10.0.1.{n + 4}:80", rate, node=f"node{n}")
+        for n, rate in enumerate(rates, 1)
+    ]
+
+
+def _measured(rng_rates: list[InstanceRate] | None, rate: float = 30.0) -> bench_model.Measurement:
+    return bench_model.measure(
+        mode=GLOBAL,
+        rng_tasks=3,
+        workers=10,
+        delays=Delays(),
+        samples=_steady(rate, 20),
+        rng_rates=rng_rates,
+        rng_window=20.0,
+    )
+
+
+def test_rng_sum_is_compared_with_the_hash_rate_within_ten_percent() -> None:
+    agrees = _measured(_rng_rates(10.0, 9.9, 10.1))
+    assert agrees.rng_sum == pytest.approx(30.0)
+    assert agrees.rng_sum_ratio == pytest.approx(1.0, rel=0.03)
+    assert agrees.rng_sum_agrees is True
+    off = _measured(_rng_rates(10.0, 10.0, 15.0))  # 35 answers/s for 30 hashes/s
+    assert off.rng_sum_ratio == pytest.approx(35 / 30, rel=0.03)
+    assert off.rng_sum_agrees is False
+    for unknown in (_measured(None), _measured([]), _measured(_rng_rates(1.0), rate=0.0)):
+        assert unknown.rng_sum_ratio is None
+        assert unknown.rng_sum_agrees is None
+    assert _measured(None).rng_window is None  # no rates, no window
+
+
+def test_table_and_json_carry_the_rng_rates_per_task() -> None:
+    report = BenchReport(
+        main_workers=10, nodes=3, delays=Delays(), settings={"prometheus": "http://p:9090"}
+    )
+    report.measurements += [_measured(_rng_rates(10.0, 9.94, 10.06)), _measured([])]
+    report.measurements.append(
+        bench_model.measure(
+            mode=REPLICATED,
+            rng_tasks=1,
+            workers=10,
+            delays=Delays(),
+            samples=_steady(10.0, 20),
+            rng_rates=_rng_rates(12.5),
+        )
+    )
+    table = bench_report.results_table(report).splitlines()
+    assert table[0].endswith("| measured/ceiling | rng answers/s per task | rng sum / hash rate |")
+    assert table[2].endswith("| node1 12.5 | 1.25 (off by > 10%) |")  # replicated first
+    assert table[3].endswith("| node1 10.0, node2 9.9, node3 10.1 | 1.00 |")
+    assert table[4].endswith("| no series | - |")
+    note = bench_report.markdown(report).splitlines()[-1]
+    assert note.startswith("rng answers/s per task: rate(dockercoins_rng_requests_total) from")
+    assert note.endswith("within 10%: 1 of 2 runs with rates are off by more.")
+
+    results = json.loads(json.dumps(bench_report.to_json(report), allow_nan=False))["results"]
+    first = results[0]
+    assert first["rng_rates"] == [
+        {"label": "node1", "instance": "10.0.1.5:80", "rate": 10.0},
+        {"label": "node2", "instance": "10.0.1.6:80", "rate": 9.94},
+        {"label": "node3", "instance": "10.0.1.7:80", "rate": 10.06},
+    ]
+    assert first["rng_rates_window"] == 20.0
+    assert first["rng_sum_over_hash_rate"] == pytest.approx(1.0, rel=0.03)
+    assert first["rng_sum_within_tolerance"] is True
+    assert results[1]["rng_rates"] == []
+    assert results[1]["rng_sum_over_hash_rate"] is None
+    assert results[2]["rng_sum_within_tolerance"] is False
+
+
+def test_without_prometheus_the_rng_fields_are_empty_and_the_report_says_why() -> None:
+    report = _report()
+    report.settings["prometheus"] = None
+    report.settings["prometheus_note"] = "no Prometheus answered at http://127.0.0.1:9090"
+    table = bench_report.results_table(report).splitlines()
+    assert all(row.endswith("| - | - |") for row in table[2:])
+    note = bench_report.markdown(report).splitlines()[-1]
+    assert note == "No rng answers/s per task: no Prometheus answered at http://127.0.0.1:9090."
+    for result in bench_report.to_json(report)["results"]:
+        assert result["rng_rates"] is None
+        assert result["rng_sum_over_hash_rate"] is None
+        assert result["rng_sum_within_tolerance"] is None
+
+
+def test_rng_window_is_the_run_stretched_into_the_warmup_to_three_scrapes() -> None:
+    options = _options("--workers", "2", "--sweep", "1", "--duration", "8", "--warmup", "4")
+    assert options.rng_window(1) == 12  # 8 s measured + all 4 s of warm-up
+    assert _options("--duration", "8", "--warmup", "10").rng_window(1) == 15
+    assert _options("--duration", "30", "--main-duration", "60").rng_window(10) == 60
+
+
+def test_prometheus_option_is_checked_and_repeated() -> None:
+    options = _options("--prometheus", "http://127.0.0.1:9090/")
+    assert options.prometheus == "http://127.0.0.1:9090"
+    command = cli_bench.rng_modes_command_line(options)
+    assert command.endswith("--prometheus http://127.0.0.1:9090")
+    assert "--prometheus" not in cli_bench.rng_modes_command_line(_options())
+
+
+def test_without_prometheus_the_benchmark_runs_and_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setattr(prometheus, "candidates", lambda explicit: [explicit or nowhere])
+    url, why = bench_rng_modes.find_prometheus(None)
+    assert url is None
+    assert why == f"no Prometheus answered at {nowhere}"
+    with pytest.raises(UserError, match=f"--prometheus: no Prometheus answered at {nowhere}"):
+        bench_rng_modes.find_prometheus(nowhere)  # asked for by name: an error
+    assert bench_rng_modes.rng_rates_of_run(None, 10.0, 0.0) is None
+
+
+def test_a_run_line_adds_up_the_rng_rates() -> None:
+    text = bench_rng_modes.describe_rng_rates(_rng_rates(10.0, 9.9), 20.0)
+    assert text == "; rng answers/s 10.0 + 9.9 = 19.9 (0.99 of the hash rate)"
+    assert bench_rng_modes.describe_rng_rates(None, 20.0) == ""
+
+
+def test_each_run_asks_prometheus_over_its_own_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run() with the swarm, the web UI and Prometheus faked: every run's rates are asked
+    for at its end over rng_window seconds, and land in the files."""
+    from dockercoins.bench import cluster
+    from dockercoins.swarm.read import Node
+
+    state = cluster.ClusterState(rng_mode=REPLICATED, rng_replicas=1, worker_replicas=1)
+    ready = Node("n1", "node1", "ready", "active", "manager", "10.9.0.2")
+    monkeypatch.setattr(cluster, "require_deployed", lambda client: {})
+    monkeypatch.setattr(cluster, "delays_of", lambda services: Delays())
+    monkeypatch.setattr(cluster, "read_state", lambda client: state)
+    monkeypatch.setattr(cluster, "rng_spec", lambda client: {})
+    monkeypatch.setattr(cluster, "apply", lambda *args: None)
+    monkeypatch.setattr(cluster, "running_tasks", lambda client, name: 1)
+    monkeypatch.setattr(cluster, "restore", lambda *args: None)
+    monkeypatch.setattr(bench_rng_modes, "nodes", lambda client: [ready])
+    monkeypatch.setattr(bench_rng_modes, "find_webui", lambda explicit: "http://127.0.0.1:8000")
+    monkeypatch.setattr(bench_rng_modes, "find_prometheus", lambda explicit: ("http://p", ""))
+    monkeypatch.setattr(
+        bench_rng_modes, "sample_counter", lambda url, seconds, *args: _steady(3.3, int(seconds))
+    )
+    monkeypatch.setattr(bench_plot, "available", lambda: False)
+    asked: list[tuple[str, float]] = []
+
+    def rng_rates(url: str, window: float, at: float) -> list[InstanceRate]:
+        asked.append((url, window))
+        return _rng_rates(3.3)
+
+    monkeypatch.setattr(prometheus, "rng_rates", rng_rates)
+    options = _options(
+        "--workers", "1", "--sweep", "1", "--duration", "6", "--warmup", "0", "--out", str(tmp_path)
+    )
+    bench_rng_modes.run(object(), options, "dockercoins bench rng-modes")
+    assert asked == [("http://p", 6.0), ("http://p", 6.0)]  # replicated, then global
+    document = json.loads((tmp_path / bench_report.JSON_FILE).read_text())
+    assert document["settings"]["prometheus"] == "http://p"
+    assert [r["rng_sum_within_tolerance"] for r in document["results"]] == [True, True]
+    assert "| node1 3.3 | 1.0" in (tmp_path / bench_report.TABLE_FILE).read_text()
+    assert "rng answers/s 3.3 = 3.3 (1.0" in capsys.readouterr().err

@@ -141,6 +141,57 @@ def test_forwarder_process_starts_forwards_and_stops(state_dir: Path, echo_port:
     wait_for(lambda: not processes.is_alive(pid), timeout=10)
 
 
+def test_two_forwarders_run_side_by_side_and_stop_together(state_dir: Path, echo_port: int) -> None:
+    # the web UI's and Prometheus's: one process each, each with its own pidfile
+    web_port, prometheus_port = free_port(), free_port()
+    targets = [f"{LOOPBACK}:{echo_port}"]
+    try:
+        assert labforward.start(web_port, targets)
+        assert labforward.start(prometheus_port, targets, forward=labforward.PROMETHEUS)
+        web_pid = labforward.running_pid(labforward.WEBUI)
+        prometheus_pid = labforward.running_pid(labforward.PROMETHEUS)
+        assert None not in (web_pid, prometheus_pid)
+        assert web_pid != prometheus_pid
+        assert labforward.running_pid() == web_pid  # the web UI's is the default
+        assert labforward.pidfile(labforward.WEBUI) == state_dir / "lab" / "forwarder.pid"
+        assert labforward.pidfile(labforward.PROMETHEUS) == (
+            state_dir / "lab" / "forwarder-prometheus.pid"
+        )
+        assert asyncio.run(_through(web_port, b"web")) == b"echo:web"
+        assert asyncio.run(_through(prometheus_port, b"prom")) == b"echo:prom"
+        # starting one again with the same port and targets keeps both as they are
+        assert labforward.start(prometheus_port, targets, forward=labforward.PROMETHEUS)
+        assert labforward.running_pid(labforward.PROMETHEUS) == prometheus_pid
+        assert labforward.running_pid(labforward.WEBUI) == web_pid
+    finally:
+        labforward.stop_all()
+    assert labforward.running_pid(labforward.WEBUI) is None
+    assert labforward.running_pid(labforward.PROMETHEUS) is None
+    assert not (state_dir / "lab" / "forwarder.pid").exists()
+    assert not (state_dir / "lab" / "forwarder-prometheus.pid").exists()
+    for pid in (web_pid, prometheus_pid):
+        assert pid is not None
+        wait_for(lambda pid=pid: not processes.is_alive(pid), timeout=10)
+
+
+def test_prometheus_forwarder_port_taken_names_its_option(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert not labforward.start(
+            port, [f"{LOOPBACK}:{free_port()}"], forward=labforward.PROMETHEUS
+        )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"warning: 127.0.0.1:{port} is already taken by another program: the Prometheus "
+        "forwarder is not started (choose another port with --prometheus-port)"
+    ]
+    assert labforward.running_pid(labforward.PROMETHEUS) is None
+
+
 def test_forwarder_port_taken_is_one_warning(
     state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -204,7 +255,7 @@ def test_wait_ready_stops_a_process_that_never_gets_ready() -> None:
     sleeper = subprocess.Popen(["sleep", "60"])
     with pytest.raises(UserError) as raised:
         processes.wait_ready(sleeper, lambda: False, timeout=0.3, what="sleeper")
-    assert str(raised.value) == "sleeper did not answer within 0 s"
+    assert str(raised.value) == "sleeper did not answer within 0.3 s"
     assert sleeper.poll() is not None
 
 
@@ -249,13 +300,16 @@ def test_mounts_helpers(tmp_path: Path) -> None:
 # --- the CLI's errors ----------------------------------------------------------------
 
 
-def test_lab_bad_node_count_is_one_line(
+def test_lab_bad_node_count_is_a_usage_error(
     state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["lab", "up", "--nodes", "0"]) == 1
-    assert capsys.readouterr().err.strip() == (
-        "dockercoins: error: --nodes must be between 1 and 9, got 0"
-    )
+    for bad in ("0", "10", "x"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["lab", "up", "--nodes", bad])
+        assert exit_info.value.code == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith("dockercoins lab up: error: argument --nodes: ")
+        assert "expected 1 to 9" in last or "invalid int value" in last
 
 
 def test_lab_bad_forward_port_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -263,6 +317,26 @@ def test_lab_bad_forward_port_is_a_usage_error(capsys: pytest.CaptureFixture[str
         cli.main(["lab", "up", "--forward-port", "70000"])
     assert exit_info.value.code == 2
     assert "argument --forward-port: not a TCP port (1-65535): '70000'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["lab", "up", "--prometheus-port", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --prometheus-port: not a TCP port (1-65535): '0'" in capsys.readouterr().err
+
+
+def test_lab_state_records_the_prometheus_port(state_dir: Path) -> None:
+    from dockercoins.lab import state as lab_state
+
+    node = lab_state.LabNode("node1", "10.213.47.2", "/run/node1.sock")
+    recorded = lab_state.LabState((node,), "br", "10.213.47.1", "10.213.47.1:5000", 8001, 9091)
+    lab_state.save(recorded)
+    assert lab_state.load() == recorded
+    # a record from before the Prometheus forwarder: the default port
+    older = lab_state.state_file().read_text().replace('"prometheus_port": 9091', '"x": 0')
+    lab_state.state_file().write_text(older)
+    loaded = lab_state.load()
+    assert loaded is not None
+    assert loaded.prometheus_port == 9090
+    assert loaded.forward_port == 8001
 
 
 def test_dockerd_env_without_our_daemon(
@@ -316,4 +390,5 @@ def test_lab_help_on_every_subcommand(capsys: pytest.CaptureFixture[str]) -> Non
     shown = capsys.readouterr().out
     assert "--purge" in shown
     assert "--forward-port" in shown
+    assert "--prometheus-port" in shown
     assert "--nodes" in shown

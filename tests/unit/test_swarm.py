@@ -1,4 +1,5 @@
-"""Swarm specs, modes, replica parsing and IP_VS detection: pure functions, no daemon."""
+"""Swarm specs, modes, replica parsing, IP_VS detection and status output: pure functions,
+no daemon."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from typing import Any
 
 import pytest
 from dockercoins.errors import UserError
+from dockercoins.swarm import prometheus
+from dockercoins.swarm import status as swarm_status
 from dockercoins.swarm.converge import Progress, describe_stuck, progress
 from dockercoins.swarm.ipvs import ipvs_available
+from dockercoins.swarm.prometheus import InstanceRate
 from dockercoins.swarm.rates import Sample, hash_rate
 from dockercoins.swarm.read import Node
 from dockercoins.swarm.specs import (
@@ -25,7 +29,7 @@ from dockercoins.swarm.specs import (
     updated_spec,
     with_mode,
 )
-from dockercoins.swarm.status import status_lines
+from dockercoins.swarm.status import instance_rate_lines, status_lines
 
 IMAGES = Images("10.9.0.1:5000", "dockercoins", "v1")
 NO_IPVS = Modes(endpoint="dnsrr", publish="host")
@@ -349,3 +353,64 @@ def test_hash_rate_needs_two_steps() -> None:
     assert hash_rate([Sample(1.0, 5), Sample(2.0, 5), Sample(3.0, 5)]) is None
     assert hash_rate([Sample(1.0, 5), Sample(2.0, 8), Sample(3.0, 8)]) is None
     assert hash_rate([]) is None
+
+
+# ---------------------------------------------------------------- status: rates per task
+
+RNG_RATES = [
+    InstanceRate("node1", "10.0.1.5:80", 10.0, node="node1"),
+    InstanceRate("node2", "10.0.1.6:80", 9.93, node="node2"),
+    InstanceRate("10.0.1.7:80", "10.0.1.7:80", 9.87),  # its node label was empty
+]
+WORKER_RATES = [InstanceRate("node1", "10.0.1.9:9100", 3.3, node="node1")]
+
+
+def test_status_rates_table_has_a_row_per_task() -> None:
+    lines = instance_rate_lines("http://127.0.0.1:9090", 15, RNG_RATES, WORKER_RATES)
+    assert lines[0] == "per task, over the last 15 s (Prometheus at http://127.0.0.1:9090):"
+    assert lines[1].split() == ["SERVICE", "NODE", "INSTANCE", "PER", "SECOND"]
+    rows = [line.split() for line in lines[2:-1]]
+    assert rows == [
+        ["rng", "node1", "10.0.1.5:80", "10.0", "answers"],
+        ["rng", "node2", "10.0.1.6:80", "9.9", "answers"],
+        ["rng", "-", "10.0.1.7:80", "9.9", "answers"],
+        ["worker", "node1", "10.0.1.9:9100", "3.3", "hashes"],
+    ]
+    assert lines[-1] == "in all: rng 29.8 answers/s, worker 3.3 hashes/s"
+
+
+def test_status_rates_without_samples_is_one_line() -> None:
+    (line,) = instance_rate_lines("http://127.0.0.1:9090", 15, [], [])
+    assert line.startswith("per task: no rates yet (Prometheus at http://127.0.0.1:9090 has no")
+
+
+def test_status_without_prometheus_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable(explicit: str | None, http: object) -> str:
+        raise prometheus.Unavailable(f"no Prometheus answered at {explicit}")
+
+    monkeypatch.setattr(prometheus, "locate", unavailable)
+    assert swarm_status.per_task_lines("http://127.0.0.1:9") == [
+        "per task: no rates (no Prometheus answered at http://127.0.0.1:9; deployed with "
+        "--no-metrics? else give --prometheus URL)"
+    ]
+
+
+def test_status_keeps_its_lines_and_adds_the_rates(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(swarm_status, "our_services", lambda client: {"webui": {}})
+    monkeypatch.setattr(swarm_status, "nodes", lambda client: [])
+    monkeypatch.setattr(swarm_status, "tasks_of", lambda client, services: {})
+    monkeypatch.setattr(swarm_status, "status_lines", lambda *args: ["SERVICE ..."])
+    monkeypatch.setattr(swarm_status, "measure_hash_rate", lambda urls: None)
+    monkeypatch.setattr(prometheus, "locate", lambda explicit, http: "http://127.0.0.1:9090")
+
+    def fetch(http: object, url: str, counter: str, window: float) -> list[InstanceRate]:
+        return RNG_RATES if counter == prometheus.RNG_REQUESTS else WORKER_RATES
+
+    monkeypatch.setattr(prometheus, "fetch_rates", fetch)
+    assert swarm_status.status(object(), "http://127.0.0.1:8000") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "SERVICE ..."
+    assert out[1].startswith("hash rate: unknown (no web UI answered at http://127.0.0.1:8000")
+    assert out[2:] == instance_rate_lines("http://127.0.0.1:9090", 15, RNG_RATES, WORKER_RATES)

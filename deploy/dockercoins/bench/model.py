@@ -17,9 +17,12 @@ from typing import Any
 
 from dockercoins.errors import UserError
 from dockercoins.names import GLOBAL, REPLICATED
+from dockercoins.swarm.prometheus import InstanceRate
 from dockercoins.swarm.rates import Sample, cumulative, hash_rate, window_rates
 
 DEFAULT_DELAY = 0.1
+RNG_SUM_TOLERANCE = 0.10  # the rng tasks' answers/s add up to the hash rate within 10 %
+MIN_RNG_WINDOW = 15.0  # seconds of rate() per run at least: three 5-second scrapes
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,9 @@ def rate_stats(samples: Sequence[Sample], window: float = 3.0) -> RateStats:
 
 @dataclass(frozen=True)
 class Measurement:
-    """One steady-state run: a mode, its rng task count, a worker count, what was measured."""
+    """One steady-state run: a mode, its rng task count, a worker count, what was measured;
+    `rng_rates` are each rng task's answers/s from Prometheus over the last `rng_window`
+    seconds of the run (None: not measured)."""
 
     mode: str
     rng_tasks: int
@@ -163,6 +168,8 @@ class Measurement:
     ceiling: float
     stats: RateStats
     samples: tuple[Sample, ...] = ()
+    rng_rates: tuple[InstanceRate, ...] | None = None
+    rng_window: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -170,6 +177,28 @@ class Measurement:
         if not math.isfinite(self.ceiling) or self.ceiling <= 0:
             return None
         return self.stats.mean / self.ceiling
+
+    @property
+    def rng_sum(self) -> float | None:
+        """The rng tasks' answers/s added up (None: not measured, or no rng series)."""
+        if not self.rng_rates:
+            return None
+        return sum(item.rate for item in self.rng_rates)
+
+    @property
+    def rng_sum_ratio(self) -> float | None:
+        """rng answers/s added up / hash rate: each hash takes one rng answer, so about 1."""
+        if self.rng_sum is None or self.stats.mean <= 0:
+            return None
+        return self.rng_sum / self.stats.mean
+
+    @property
+    def rng_sum_agrees(self) -> bool | None:
+        """Whether rng_sum_ratio is within RNG_SUM_TOLERANCE of 1 (None: not measured)."""
+        ratio = self.rng_sum_ratio
+        if ratio is None:
+            return None
+        return abs(ratio - 1.0) <= RNG_SUM_TOLERANCE + 1e-9
 
 
 def measure(
@@ -180,6 +209,8 @@ def measure(
     delays: Delays,
     samples: Sequence[Sample],
     window: float = 3.0,
+    rng_rates: Sequence[InstanceRate] | None = None,
+    rng_window: float | None = None,
 ) -> Measurement:
     return Measurement(
         mode=mode,
@@ -188,6 +219,8 @@ def measure(
         ceiling=ceiling(workers, rng_tasks, delays),
         stats=rate_stats(samples, window),
         samples=tuple(samples),
+        rng_rates=None if rng_rates is None else tuple(rng_rates),
+        rng_window=rng_window if rng_rates is not None else None,
     )
 
 

@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from dockercoins import ui
-from dockercoins.bench.model import BenchReport
+from dockercoins.bench.model import (
+    MIN_RNG_WINDOW,
+    RNG_SUM_TOLERANCE,
+    BenchReport,
+    Measurement,
+)
 from dockercoins.errors import UserError
 from dockercoins.names import GLOBAL, MODES, REPLICATED
 
@@ -27,12 +32,29 @@ def _num(value: float | None, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
+def rng_rates_cell(item: Measurement) -> str:
+    """Each rng task's answers/s, "node1 10.0, node2 9.9"; "-" when not measured."""
+    if item.rng_rates is None:
+        return "-"
+    if not item.rng_rates:
+        return "no series"
+    return ", ".join(f"{rate.label} {rate.rate:.1f}" for rate in item.rng_rates)
+
+
+def rng_sum_cell(item: Measurement) -> str:
+    """rng sum / hash rate, marked when it is off by more than the tolerance."""
+    ratio = item.rng_sum_ratio
+    if ratio is None:
+        return "-"
+    return f"{ratio:.2f}" + ("" if item.rng_sum_agrees else f" (off by > {RNG_SUM_TOLERANCE:.0%})")
+
+
 def results_table(report: BenchReport) -> str:
     """Markdown table: one row per measurement, replicated first, by worker count."""
     lines = [
         "| mode | rng tasks | workers | hashes/s (mean ± stdev) | p10-p90 | ceiling "
-        "| measured/ceiling |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| measured/ceiling | rng answers/s per task | rng sum / hash rate |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     ordered = sorted(report.measurements, key=lambda m: (MODES.index(m.mode), m.workers))
     for item in ordered:
@@ -41,7 +63,8 @@ def results_table(report: BenchReport) -> str:
         lines.append(
             f"| {item.mode}{main} | {item.rng_tasks} | {item.workers} "
             f"| {stats.mean:.1f} ± {stats.stdev:.1f} | {stats.p10:.1f}-{stats.p90:.1f} "
-            f"| {_num(item.ceiling)} | {_num(item.ratio, 2)} |"
+            f"| {_num(item.ceiling)} | {_num(item.ratio, 2)} "
+            f"| {rng_rates_cell(item)} | {rng_sum_cell(item)} |"
         )
     return "\n".join(lines)
 
@@ -71,6 +94,31 @@ def markdown(report: BenchReport) -> str:
         f"Ceiling = min(W{loops} / ({d.worker:g} + {d.rng:g} + {d.hasher:g}) s, "
         f"R x {d.rng_concurrency} / {d.rng:g} s); {report.nodes} nodes; "
         f"spread over {_num(report.settings.get('window'), 0)}-second windows.\n"
+        f"{rng_rates_note(report)}\n"
+    )
+
+
+def rng_rates_note(report: BenchReport) -> str:
+    """Where the per-task rng rates come from, or why there are none."""
+    url = report.settings.get("prometheus")
+    if not url:
+        why = report.settings.get("prometheus_note") or "no Prometheus"
+        return f"No rng answers/s per task: {why}."
+    checked = [
+        item.rng_sum_agrees for item in report.measurements if item.rng_sum_agrees is not None
+    ]
+    if not checked:
+        verdict = "no run had rates to compare."
+    elif all(checked):
+        verdict = f"all {len(checked)} runs with rates are."
+    else:
+        verdict = f"{checked.count(False)} of {len(checked)} runs with rates are off by more."
+    return (
+        f"rng answers/s per task: rate(dockercoins_rng_requests_total) from Prometheus "
+        f"({url}) over each measured run (stretched into its warm-up to at least "
+        f"{MIN_RNG_WINDOW:.0f} s); "
+        f"each hash takes one rng answer, so their sum should be the hash rate within "
+        f"{RNG_SUM_TOLERANCE:.0%}: {verdict}"
     )
 
 
@@ -110,6 +158,15 @@ def to_json(report: BenchReport) -> dict[str, Any]:
                 "samples": [[s.now, s.hashes] for s in item.samples],
                 "ceiling": _finite(item.ceiling),
                 "measured_over_ceiling": item.ratio,
+                "rng_rates": None
+                if item.rng_rates is None
+                else [
+                    {"label": rate.label, "instance": rate.instance, "rate": rate.rate}
+                    for rate in item.rng_rates
+                ],
+                "rng_rates_window": item.rng_window,
+                "rng_sum_over_hash_rate": item.rng_sum_ratio,
+                "rng_sum_within_tolerance": item.rng_sum_agrees,
             }
             for item in report.measurements
         ],

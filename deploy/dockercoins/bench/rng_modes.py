@@ -3,8 +3,9 @@
 On the swarm DOCKER_HOST points at (else the lab's manager), with DockerCoins deployed:
 for each mode (rng replicated with 1 task, rng global with 1 task per node) and each
 worker count, scale, wait until every task runs, warm up, then read the `hashes` counter
-from the web UI's /json about every second. Reports the steady rate next to the ceiling
-of the delay model (bench.model), as a markdown table, JSON and a PNG (bench.report).
+from the web UI's /json about every second, and, when Prometheus answers, each rng task's
+answers/s over the run. Reports the steady rate next to the ceiling of the delay model
+(bench.model), as a markdown table, JSON and a PNG (bench.report).
 The services' mode and scale are put back as they were, also on Ctrl-C (bench.cluster).
 """
 
@@ -22,12 +23,13 @@ from urllib.parse import urlsplit
 from dockercoins import ui
 from dockercoins.bench import cluster
 from dockercoins.bench import model as bench_model
-from dockercoins.bench.model import BenchReport
+from dockercoins.bench.model import MIN_RNG_WINDOW, BenchReport
 from dockercoins.bench.report import JSON_FILE, PNG_FILE, TABLE_FILE, markdown, write_outputs
 from dockercoins.errors import UserError
 from dockercoins.lab import state as lab_state
 from dockercoins.names import GLOBAL, REPLICATED
-from dockercoins.swarm import rates
+from dockercoins.swarm import prometheus, rates
+from dockercoins.swarm.prometheus import InstanceRate
 from dockercoins.swarm.rates import Sample
 from dockercoins.swarm.read import nodes
 
@@ -48,12 +50,19 @@ class Options:
     timeout: float
     out: Path
     webui: str | None
+    prometheus: str | None = None
 
     def duration_for(self, workers: int) -> float:
         return self.main_duration if workers == self.workers else self.duration
 
+    def rng_window(self, workers: int) -> float:
+        """Seconds of rng rates per run: the measured seconds, stretched into the warm-up up
+        to MIN_RNG_WINDOW when they are fewer (a rate needs a few scrapes)."""
+        duration = self.duration_for(workers)
+        return max(duration, min(MIN_RNG_WINDOW, duration + self.warmup))
 
-def webui_problem(url: str) -> str | None:
+
+def url_problem(url: str) -> str | None:
     """Why the benchmark must not read `url` (None: it may). Benchmark traffic goes to
     loopback or to the lab's own addresses, nowhere else."""
     parts = urlsplit(url)
@@ -79,7 +88,7 @@ def find_webui(explicit: str | None) -> str:
 
     candidates = rates.webui_candidates(explicit)
     for url in candidates:
-        problem = webui_problem(url)
+        problem = url_problem(url)
         if problem:
             raise UserError(f"web UI {url!r}: {problem}")
         try:
@@ -92,6 +101,42 @@ def find_webui(explicit: str | None) -> str:
         f"no web UI answers /json at {', '.join(candidates)}: is the lab's forwarder up "
         "(`dockercoins lab status`)? or give --webui URL"
     )
+
+
+def find_prometheus(explicit: str | None) -> tuple[str | None, str]:
+    """(URL, "") of the Prometheus to ask for rng rates, or (None, why there is none): the
+    benchmark runs without it. UserError only when the URL given does not answer."""
+    if explicit and (problem := url_problem(explicit)):
+        raise UserError(f"Prometheus {explicit!r}: {problem}")
+    with prometheus.connection() as http:
+        try:
+            return prometheus.locate(explicit, http), ""
+        except prometheus.Unavailable as why:
+            if explicit:
+                raise UserError(f"--prometheus: {why}") from None
+            return None, str(why)
+
+
+def rng_rates_of_run(url: str | None, window: float, end: float) -> list[InstanceRate] | None:
+    """Each rng task's answers/s over the `window` seconds up to Unix time `end` (None
+    without Prometheus, or when it did not answer)."""
+    if url is None:
+        return None
+    found = prometheus.rng_rates(url, window, at=end)
+    if found is None:
+        ui.info(f"Prometheus at {url} did not answer: no rng rates for this run")
+    return found
+
+
+def describe_rng_rates(found: list[InstanceRate] | None, hash_rate: float) -> str:
+    """What the run's line adds: "; rng answers/s 10.0 + 9.9 = 19.9 (0.99 of the hash
+    rate)"; "" without rates."""
+    if not found:
+        return ""
+    added = sum(item.rate for item in found)
+    share = f" ({added / hash_rate:.2f} of the hash rate)" if hash_rate > 0 else ""
+    parts = " + ".join(f"{item.rate:.1f}" for item in found)
+    return f"; rng answers/s {parts} = {added:.1f}{share}"
 
 
 def wait_with_bar(seconds: float, bar: ui.ProgressBar, label: str, tick: float = 0.5) -> None:
@@ -139,6 +184,7 @@ def run(client: Any, options: Options, command: str) -> None:
     services = cluster.require_deployed(client)
     delays = cluster.delays_of(services)
     url = find_webui(options.webui)
+    prometheus_url, no_prometheus = find_prometheus(options.prometheus)
     schedulable = [node for node in nodes(client) if node.schedulable]
     original = cluster.read_state(client)
     original_rng = cluster.rng_spec(client)
@@ -150,6 +196,10 @@ def run(client: Any, options: Options, command: str) -> None:
         f"about {sum(per_point) / 60:.1f} min of measuring plus the changes of scale; "
         f"web UI {url}; now {original.describe()} (put back at the end, also on Ctrl-C)"
     )
+    if prometheus_url:
+        ui.info(f"rng answers/s per task from Prometheus at {prometheus_url}")
+    else:
+        ui.info(f"no rng answers/s per task: {no_prometheus} (the hash rate is measured anyway)")
     report = BenchReport(
         main_workers=options.workers,
         nodes=len(schedulable),
@@ -162,6 +212,8 @@ def run(client: Any, options: Options, command: str) -> None:
             "interval": options.interval,
             "window": options.window,
             "webui": url,
+            "prometheus": prometheus_url,
+            **({"prometheus_note": no_prometheus} if no_prometheus else {}),
             "nodes": [node.hostname for node in schedulable],
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "cpus": os.cpu_count(),
@@ -181,6 +233,8 @@ def run(client: Any, options: Options, command: str) -> None:
             samples = sample_counter(
                 url, options.duration_for(workers), options.interval, bar, label
             )
+            rng_window = options.rng_window(workers)
+            rng_rates = rng_rates_of_run(prometheus_url, rng_window, time.time())
             measurement = bench_model.measure(
                 mode=mode,
                 rng_tasks=rng_tasks,
@@ -188,12 +242,15 @@ def run(client: Any, options: Options, command: str) -> None:
                 delays=delays,
                 samples=samples,
                 window=options.window,
+                rng_rates=rng_rates,
+                rng_window=rng_window,
             )
             report.measurements.append(measurement)
             bar.end_line()
             ui.info(
                 f"{label} {measurement.stats.mean:.1f} hashes/s "
                 f"(ceiling {measurement.ceiling:.1f}, rng tasks {rng_tasks})"
+                + describe_rng_rates(rng_rates, measurement.stats.mean)
             )
     finally:
         bar.end_line()

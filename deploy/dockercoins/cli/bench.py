@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from dockercoins.bench.report import JSON_FILE, PNG_FILE, TABLE_FILE
 from dockercoins.cli.common import Subparsers, int_between, seconds_between
-from dockercoins.names import WEBUI_PUBLISHED_PORT
+from dockercoins.names import PROMETHEUS_PORT, WEBUI_PUBLISHED_PORT
 
 if TYPE_CHECKING:
     from dockercoins.bench.rng_modes import Options
@@ -58,10 +58,11 @@ def _sweep(text: str) -> list[int]:
     return sorted(counts)
 
 
-def _webui(text: str) -> str:
-    from dockercoins.bench.rng_modes import webui_problem
+def _local_url(text: str) -> str:
+    """An http URL on loopback or a lab address (what rng-modes may read)."""
+    from dockercoins.bench.rng_modes import url_problem
 
-    problem = webui_problem(text)
+    problem = url_problem(text)
     if problem:
         raise argparse.ArgumentTypeError(f"bad value {text!r}: {problem}")
     return text
@@ -69,14 +70,30 @@ def _webui(text: str) -> str:
 
 # --- bench pipeline ---------------------------------------------------------------------------
 
+METRICS_MODES = {"on": True, "off": False}
+ROUNDS = int_between(1, 100)
+
+
+def _metrics_modes(text: str) -> list[bool]:
+    """ "on,off" -> [True, False] (in the order given, each once)."""
+    modes: list[bool] = []
+    for raw in text.split(","):
+        part = raw.strip().lower()
+        if part not in METRICS_MODES:
+            raise argparse.ArgumentTypeError(f"bad value {text!r}: expected on, off or on,off")
+        if METRICS_MODES[part] not in modes:
+            modes.append(METRICS_MODES[part])
+    return modes
+
 
 def _register_pipeline(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "pipeline",
         help="hashes/second of one worker process with every delay at 0",
         description="Run redis-server, rng, hasher and one worker process on loopback with "
-        "every delay at 0, at each worker concurrency, and print hashes/second and the "
-        "latency of rng and hasher requests (mean, p99).",
+        "every delay at 0, at each worker concurrency with its metrics on and off, and print "
+        "hashes/second, the latency of rng and hasher requests (mean, p99, from the "
+        "worker's /metrics) and what the metrics cost (hashes/second on / off).",
     )
     parser.add_argument(
         "--concurrency",
@@ -89,6 +106,22 @@ def _register_pipeline(subparsers: Subparsers) -> None:
         "--duration", type=SECONDS, default=10.0, help="seconds measured per run (10)"
     )
     parser.add_argument("--warmup", type=SECONDS, default=2.0, help="seconds before measuring (2)")
+    parser.add_argument(
+        "--metrics",
+        type=_metrics_modes,
+        default=[True, False],
+        metavar="on,off",
+        help="run each concurrency with METRICS (worker, rng, hasher) on, off, or both "
+        "(default on,off)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=ROUNDS,
+        default=1,
+        metavar="N",
+        help="worker runs per concurrency and metrics mode, in alternating order, pooled "
+        "(default 1)",
+    )
     parser.add_argument(
         "--compare-clients",
         action="store_true",
@@ -103,10 +136,12 @@ def _pipeline(args: argparse.Namespace) -> int:
 
     pipeline.run(
         concurrencies=args.concurrency,
+        metrics=args.metrics,
         duration=args.duration,
         warmup=args.warmup,
         compare_clients=args.compare_clients,
         as_json=args.json,
+        repeat=args.repeat,
     )
     return 0
 
@@ -121,9 +156,10 @@ def _register_rng_modes(subparsers: Subparsers) -> None:
         description="On the swarm DOCKER_HOST points at (default: the lab's manager), with "
         "DockerCoins deployed: measure the steady hash rate with rng replicated (1 task) "
         "and global (1 task per node) for the same worker counts, next to the ceiling "
-        "min(W / (d_worker + d_rng + d_hasher), R / d_rng). Writes a markdown table, JSON "
-        "and a PNG to --out and prints the table. The services are put back as they were, "
-        "also on Ctrl-C.",
+        "min(W / (d_worker + d_rng + d_hasher), R / d_rng), and, when Prometheus answers, "
+        "each rng task's answers/s (their sum should be the hash rate within 10 %). Writes "
+        "a markdown table, JSON and a PNG to --out and prints the table. The services are "
+        "put back as they were, also on Ctrl-C.",
     )
     parser.add_argument(
         "--workers", type=WORKER_COUNT, default=10, help="worker replicas of the main run (10)"
@@ -167,12 +203,21 @@ def _register_rng_modes(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--webui",
-        type=_webui,
+        type=_local_url,
         default=None,
         metavar="URL",
         help="the web UI to read /json from (default: "
         f"http://127.0.0.1:{WEBUI_PUBLISHED_PORT}, then the lab's "
         "nodes); loopback or lab addresses only",
+    )
+    parser.add_argument(
+        "--prometheus",
+        type=_local_url,
+        default=None,
+        metavar="URL",
+        help="the Prometheus to ask for each rng task's answers/s (default: "
+        f"http://127.0.0.1:{PROMETHEUS_PORT}, then the lab's nodes; without one the "
+        "benchmark runs and leaves those columns empty); loopback or lab addresses only",
     )
     parser.add_argument(
         "--timeout",
@@ -210,6 +255,7 @@ def rng_modes_options(args: argparse.Namespace) -> Options:
         timeout=args.timeout,
         out=args.out,
         webui=args.webui.rstrip("/") if args.webui else None,
+        prometheus=args.prometheus.rstrip("/") if args.prometheus else None,
     )
 
 
@@ -228,6 +274,8 @@ def rng_modes_command_line(options: Options) -> str:
     ]  # fmt: skip
     if options.webui:
         words += ["--webui", options.webui]
+    if options.prometheus:
+        words += ["--prometheus", options.prometheus]
     return shlex.join(words)
 
 

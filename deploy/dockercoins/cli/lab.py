@@ -6,10 +6,9 @@ import argparse
 import time
 
 from dockercoins import ui
-from dockercoins.cli.common import Subparsers, tcp_port
-from dockercoins.errors import UserError
+from dockercoins.cli.common import Subparsers, int_between, tcp_port
 from dockercoins.lab.network import DEFAULT_NODES, MAX_NODES
-from dockercoins.names import WEBUI_PUBLISHED_PORT
+from dockercoins.names import PROMETHEUS_PORT, WEBUI_PUBLISHED_PORT
 
 
 def register(subparsers: Subparsers) -> None:
@@ -33,7 +32,7 @@ def register(subparsers: Subparsers) -> None:
     )
     up.add_argument(
         "--nodes",
-        type=int,
+        type=int_between(1, MAX_NODES),
         default=DEFAULT_NODES,
         help=f"number of nodes (default {DEFAULT_NODES})",
     )
@@ -45,14 +44,22 @@ def register(subparsers: Subparsers) -> None:
         f"the nodes (default {WEBUI_PUBLISHED_PORT}; if it is taken, the lab comes up "
         "without it)",
     )
+    up.add_argument(
+        "--prometheus-port",
+        type=tcp_port,
+        default=PROMETHEUS_PORT,
+        help=f"host port on 127.0.0.1 forwarded to the Prometheus port {PROMETHEUS_PORT} of "
+        f"the nodes (default {PROMETHEUS_PORT}; if it is taken, the lab comes up "
+        "without it)",
+    )
     up.set_defaults(func=_up)
 
     status = commands.add_parser(
         "status",
-        help="nodes, their swarm state and role, daemons, registry, forwarder",
+        help="nodes, their swarm state and role, daemons, registry, forwarders",
         description="Show the lab's nodes (dockerd up?, swarm state and role from the "
-        "manager's node list), the registry and the web UI forwarder. Exit status 1 when "
-        "something is down.",
+        "manager's node list), the registry and the web UI and Prometheus forwarders. Exit "
+        "status 1 when something is down.",
     )
     status.set_defaults(func=_status)
 
@@ -61,7 +68,7 @@ def register(subparsers: Subparsers) -> None:
         help="remove the lab: daemons, namespaces, links, bridge, rule, mounts, registry",
         description="Tear the lab down and leave nothing running: daemons (by pid), "
         "namespaces, veths, the bridge, the iptables rule, the mounts under the data roots, "
-        "the registry and the forwarder. The nodes' data roots (their images) and the "
+        "the registry and the forwarders. The nodes' data roots (their images) and the "
         "registry's storage are kept so the next `lab up` is fast; --purge deletes them too.",
     )
     down.add_argument(
@@ -76,14 +83,13 @@ def _up(args: argparse.Namespace) -> int:
     from dockercoins.lab import lifecycle
 
     # One line and exit status 1, not a usage error (exit 2): the unit tests state it.
-    if not 1 <= args.nodes <= MAX_NODES:
-        raise UserError(f"--nodes must be between 1 and {MAX_NODES}, got {args.nodes}")
     started = time.monotonic()
-    state = lifecycle.up(args.nodes, args.forward_port)
+    state = lifecycle.up(args.nodes, args.forward_port, args.prometheus_port)
     ui.info(
         f"lab up: {len(state.nodes)} nodes in {time.monotonic() - started:.1f} s; "
         f"web UI (once deployed): http://localhost:{state.forward_port}/"
     )
+    ui.info(f"Prometheus (once deployed): http://localhost:{state.prometheus_port}/")
     ui.result(f"export DOCKER_HOST={state.manager.docker_host}")
     ui.result(f"export REGISTRY={state.registry}")
     return 0
@@ -98,7 +104,9 @@ def _status(args: argparse.Namespace) -> int:
         f"lab: {len(state.nodes)} nodes, bridge {state.bridge} ({state.host_ip}), "
         f"registry {state.registry} {'up' if report.registry else 'DOWN'}, "
         f"forwarder 127.0.0.1:{state.forward_port} "
-        f"{'running' if report.forwarder else 'not running'}"
+        f"{'running' if report.forwarder else 'not running'}, "
+        f"Prometheus forwarder 127.0.0.1:{state.prometheus_port} "
+        f"{'running' if report.prometheus_forwarder else 'not running'}"
     )
     ui.result(f"{'NODE':<8}{'IP':<15}{'DOCKERD':<9}{'STATE':<9}ROLE")
     for node in report.nodes:

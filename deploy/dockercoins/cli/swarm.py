@@ -8,7 +8,7 @@ from typing import Any
 
 from dockercoins import ui
 from dockercoins.cli.common import Subparsers, int_between, seconds_between
-from dockercoins.names import GLOBAL, REPLICATED, WEBUI_PUBLISHED_PORT
+from dockercoins.names import GLOBAL, PROMETHEUS, PROMETHEUS_PORT, REPLICATED, WEBUI_PUBLISHED_PORT
 
 DEFAULT_TIMEOUT = 180.0
 TIMEOUT = seconds_between(0.0, low_inclusive=False)
@@ -37,7 +37,8 @@ def register(subparsers: Subparsers) -> None:
         help="create the overlay network and the five services on a swarm",
         description="Create the overlay network `dockercoins` and the services redis, "
         "hasher, rng, webui, worker from the pushed images (webui published on "
-        f"{WEBUI_PUBLISHED_PORT}), then "
+        f"{WEBUI_PUBLISHED_PORT}), and {PROMETHEUS} (scraping every task every 5 s, its "
+        f"config a swarm config, published on {PROMETHEUS_PORT}) unless --no-metrics, then "
         "wait until every task runs. Running it again leaves unchanged services alone and "
         "keeps their scale. Without IP_VS in the kernel (detected via /proc/sys/net/ipv4/vs "
         "on this machine), services use --endpoint-mode dnsrr and host-mode publishing; "
@@ -62,8 +63,13 @@ def register(subparsers: Subparsers) -> None:
         "--publish-mode",
         choices=("auto", "ingress", "host"),
         default="auto",
-        help=f"how webui's port {WEBUI_PUBLISHED_PORT} is published: auto follows IP_VS "
-        "(default auto)",
+        help=f"how webui's port {WEBUI_PUBLISHED_PORT} and {PROMETHEUS}'s port "
+        f"{PROMETHEUS_PORT} are published: auto follows IP_VS (default auto)",
+    )
+    deploy.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help=f"no {PROMETHEUS} service (one there is removed); webui gets no PROMETHEUS_URL",
     )
     deploy.add_argument(
         "--workers",
@@ -114,6 +120,14 @@ def register(subparsers: Subparsers) -> None:
     )
     status.add_argument("--webui", default=None, metavar="URL", help="read /json from here")
     status.add_argument(
+        "--prometheus",
+        default=None,
+        metavar="URL",
+        help="ask this Prometheus for each rng and worker task's rate (default: "
+        f"127.0.0.1:{PROMETHEUS_PORT}, else the lab's node addresses; without one, status "
+        "says so)",
+    )
+    status.add_argument(
         "--wait",
         type=float,
         default=0.0,
@@ -124,9 +138,10 @@ def register(subparsers: Subparsers) -> None:
 
     down = subparsers.add_parser(
         "down",
-        help="remove the five services and the network",
-        description="Remove redis, hasher, rng, webui, worker and the network `dockercoins`, "
-        f"and wait until their tasks are gone. {WHERE}",
+        help="remove the five services, prometheus and the network",
+        description=f"Remove redis, hasher, rng, webui, worker and {PROMETHEUS}, wait until "
+        f"their tasks are gone, then remove {PROMETHEUS}'s configs and the network "
+        f"`dockercoins` ({PROMETHEUS}'s data volume stays on its node). {WHERE}",
     )
     _timeout(down, 120.0)
     down.set_defaults(func=_down)
@@ -168,13 +183,21 @@ def _deploy(args: argparse.Namespace) -> int:
         manager_errors(),
     ):
         operations.deploy(
-            _manager(), images, modes, workers=args.workers, env=env, timeout=args.timeout
+            _manager(),
+            images,
+            modes,
+            workers=args.workers,
+            env=env,
+            timeout=args.timeout,
+            metrics=not args.no_metrics,
         )
+    where = " of the node running {}" if modes.publish == "host" else " of every node"
     ui.result(
         f"DockerCoins is running ({time.monotonic() - started:.1f} s); web UI published on "
-        f"port {WEBUI_PUBLISHED_PORT}"
-        + (" of the node running webui" if modes.publish == "host" else " of every node")
+        f"port {WEBUI_PUBLISHED_PORT}" + where.format("webui")
     )
+    if not args.no_metrics:
+        ui.result(f"Prometheus published on port {PROMETHEUS_PORT}" + where.format(PROMETHEUS))
     return 0
 
 
@@ -206,7 +229,9 @@ def _status(args: argparse.Namespace) -> int:
     from dockercoins.swarm.status import status
 
     with manager_errors():
-        return status(_manager(warn_unready=False), args.webui, max(0.0, args.wait))
+        return status(
+            _manager(warn_unready=False), args.webui, max(0.0, args.wait), args.prometheus
+        )
 
 
 def _down(args: argparse.Namespace) -> int:

@@ -158,7 +158,7 @@ def wait_ready(
             return
         time.sleep(interval)
     _stop_child(proc, stop_timeout)
-    raise UserError(f"{what} did not answer within {timeout:.0f} s{_log_detail(log)}")
+    raise UserError(f"{what} did not answer within {timeout:g} s{_log_detail(log)}")
 
 
 def _log_detail(log: Path | None) -> str:

@@ -1,9 +1,10 @@
 """Offline base images: a trimmed Debian bookworm root filesystem made with debootstrap on
 the host, imported into a daemon with `docker import` (no Docker Hub needed).
 
-Two kinds: "python" (python3 + python3-venv, the services' base image) and "redis"
-(redis-server, tagged `redis:latest` so the tutorial's `docker service create ... redis`
-works). Tarballs are cached under state_dir()/base/ and made once, under a file lock.
+Three kinds, tagged here: "python" (the services' base image), "redis" (`redis:latest`, so
+the tutorial's `docker service create ... redis` works) and "prometheus"; what each holds
+is in images.kinds. Tarballs are cached under state_dir()/base/ and made once, under a
+file lock.
 """
 
 from __future__ import annotations
@@ -19,25 +20,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from dockercoins import ui
 from dockercoins.errors import UserError
+from dockercoins.images.kinds import CHANGES, INCLUDES, KINDS, PREPARE, Kind
 from dockercoins.paths import state_dir
-
-Kind = Literal["python", "redis"]
-KINDS: tuple[Kind, ...] = ("python", "redis")
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 BASE_IMAGE_TAG = "dockercoins/base-python:bookworm"
 REDIS_IMAGE_TAG = "redis:latest"
+PROMETHEUS_IMAGE_TAG = "dockercoins/prometheus:bookworm"
 HASH_LABEL = "org.dockercoins.rootfs-sha256"
 
-# debootstrap --include= per kind; minbase brings dpkg, apt and the essential set.
-_INCLUDES: dict[str, tuple[str, ...]] = {
-    "python": ("python3", "python3-venv"),
-    "redis": ("redis-server",),
+_TAGS: dict[Kind, str] = {
+    "python": BASE_IMAGE_TAG,
+    "redis": REDIS_IMAGE_TAG,
+    "prometheus": PROMETHEUS_IMAGE_TAG,
 }
 
 # Removed from the root filesystem before it is packed: nothing at run time reads them.
@@ -56,28 +56,6 @@ _TRIM = (
     "tmp",
     "var/tmp",
 )
-
-# `docker import --change` lines per kind (the image's config).
-_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_CHANGES: dict[str, tuple[str, ...]] = {
-    "python": (
-        f"ENV {_PATH_ENV}",
-        "ENV LANG=C.UTF-8",
-        'CMD ["python3"]',
-    ),
-    "redis": (
-        f"ENV {_PATH_ENV}",
-        "ENV LANG=C.UTF-8",
-        "EXPOSE 6379",
-        "WORKDIR /var/lib/redis",
-        "USER redis",
-        'CMD ["redis-server", "--bind", "0.0.0.0", "--port", "6379", '
-        '"--protected-mode", "no", "--save", "", "--appendonly", "no", '
-        '"--dir", "/var/lib/redis", "--logfile", ""]',
-    ),
-}
-
-_TAGS: dict[str, str] = {"python": BASE_IMAGE_TAG, "redis": REDIS_IMAGE_TAG}
 
 
 def base_dir() -> Path:
@@ -137,8 +115,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 def rootfs_tarball(kind: Kind) -> Path:
     """The cached, trimmed root filesystem tarball for `kind`, made with debootstrap once."""
-    if kind not in _INCLUDES:
-        raise UserError(f"unknown base kind {kind!r}: choose python or redis")
+    if kind not in INCLUDES:
+        raise UserError(f"unknown base kind {kind!r}: choose from {', '.join(KINDS)}")
     tarball = tarball_path(kind)
     if tarball.exists():
         return tarball
@@ -162,7 +140,7 @@ def _make_tarball(kind: Kind, tarball: Path) -> None:
         command = [
             "debootstrap",
             "--variant=minbase",
-            f"--include={','.join(_INCLUDES[kind])}",
+            f"--include={','.join(INCLUDES[kind])}",
             SUITE,
             str(rootfs),
             debian_mirror(),
@@ -175,6 +153,9 @@ def _make_tarball(kind: Kind, tarball: Path) -> None:
             raise UserError(f"debootstrap failed ({tail[0]}); full log in {log}")
         ui.info(f"    debootstrap: {time.monotonic() - started:.0f} s")
         _trim(rootfs)
+        prepare = PREPARE.get(kind)
+        if prepare is not None:
+            prepare(rootfs)
         partial = tarball.with_suffix(".tar.partial")
         subprocess.run(
             ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(partial), "."],
@@ -228,7 +209,7 @@ def import_base_image(client: Any, kind: Kind) -> str:
             src=str(rootfs_tarball(kind)),
             repository=repository,
             tag=version,
-            changes=[*_CHANGES[kind], f"LABEL {HASH_LABEL}={digest}"],
+            changes=[*CHANGES[kind], f"LABEL {HASH_LABEL}={digest}"],
         )
     if _image_label(client, tag) != digest:
         raise UserError(f"importing {tag} did not produce the expected image")
@@ -247,6 +228,7 @@ def _image_label(client: Any, tag: str) -> str | None:
 
 
 def import_base_images(client: Any) -> None:
-    """Make sure the daemon behind `client` has BASE_IMAGE_TAG and redis:latest (idempotent)."""
+    """Make sure the daemon behind `client` has every kind's image: the python base,
+    redis:latest and the prometheus image (idempotent)."""
     for kind in KINDS:
         import_base_image(client, kind)

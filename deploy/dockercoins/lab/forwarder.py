@@ -1,12 +1,13 @@
-"""A small TCP forwarder: the host's 127.0.0.1:8000 -> the first lab node that accepts.
+"""A small TCP forwarder: a host port on 127.0.0.1 -> the first lab node that accepts.
 
-Run detached by `dockercoins lab up` as
+Run detached by `dockercoins lab up`, one process per port (8000 for the web UI, 9090 for
+Prometheus), as
 
     python -m dockercoins.lab.forwarder --listen 127.0.0.1:8000 --pidfile FILE HOST:PORT ...
 
 Each incoming connection goes to the first target that accepts it (the one that worked
-last is tried first): with host-mode publishing only the node running webui listens on
-8000; with the ingress routing mesh every node does.
+last is tried first): with host-mode publishing only the node running the service
+listens on its port; with the ingress routing mesh every node does.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 `up` makes (or repairs) in order: the bridge and its FORWARD rule, one namespace and one
 dockerd per node, the registry on the bridge address, the base images on every node, the
-swarm (init on node1, join of the others: lab.cluster), the web UI forwarder; then records
-the lab (lab.state). Each step checks what is there first and keeps what works, so a
-second `up` is fast and a crashed run is cleaned and restarted. `down` removes all of it.
+swarm (init on node1, join of the others: lab.cluster), the web UI and Prometheus
+forwarders; then records the lab (lab.state). Each step checks what is there first and
+keeps what works, so a second `up` is fast and a crashed run is cleaned and restarted.
+`down` removes all of it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dockercoins.lab import forward as labforward
 from dockercoins.lab import network as labnet
 from dockercoins.lab import state as lab_state
 from dockercoins.lab.state import LabNode, LabState, lab_dir
-from dockercoins.names import WEBUI_PUBLISHED_PORT
+from dockercoins.names import PROMETHEUS_PORT, WEBUI_PUBLISHED_PORT
 
 LOCK_FILE = Path("/run/lock/dockercoins-lab.lock")
 
@@ -62,7 +63,7 @@ def _locked() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _state(count: int, forward_port: int) -> LabState:
+def _state(count: int, forward_port: int, prometheus_port: int) -> LabState:
     members = tuple(
         LabNode(name=labnet.node_name(i), ip=labnet.node_ip(i), socket=str(nodes.daemon(i).socket))
         for i in range(1, count + 1)
@@ -73,6 +74,7 @@ def _state(count: int, forward_port: int) -> LabState:
         host_ip=labnet.HOST_IP,
         registry=labnet.REGISTRY_ADDRESS,
         forward_port=forward_port,
+        prometheus_port=prometheus_port,
     )
 
 
@@ -91,14 +93,19 @@ def _existing_node_indexes() -> list[int]:
 # --- up ----------------------------------------------------------------------------
 
 
-def up(count: int = labnet.DEFAULT_NODES, forward_port: int = WEBUI_PUBLISHED_PORT) -> LabState:
+def up(
+    count: int = labnet.DEFAULT_NODES,
+    forward_port: int = WEBUI_PUBLISHED_PORT,
+    prometheus_port: int = PROMETHEUS_PORT,
+) -> LabState:
     """Bring up (or repair) a lab of `count` nodes (1 to labnet.MAX_NODES), its web UI
-    forwarded from 127.0.0.1:`forward_port`; returns what it recorded."""
+    forwarded from 127.0.0.1:`forward_port` and Prometheus from 127.0.0.1:`prometheus_port`;
+    returns what it recorded."""
     if not 1 <= count <= labnet.MAX_NODES:
         raise ValueError(f"a lab has 1 to {labnet.MAX_NODES} nodes, not {count}")
     require_root()
     with _locked():
-        state = _state(count, forward_port)
+        state = _state(count, forward_port, prometheus_port)
         extra = [i for i in _existing_node_indexes() if i > count]
         if extra:
             with ui.step(f"remove nodes beyond {count}: {', '.join(map(labnet.node_name, extra))}"):
@@ -118,9 +125,13 @@ def up(count: int = labnet.DEFAULT_NODES, forward_port: int = WEBUI_PUBLISHED_PO
         with ui.step(f"swarm: init on node1, join of {count - 1} workers"):
             cluster.ensure_swarm(count)
         lab_state.save(state)
-        targets = [f"{node.ip}:{WEBUI_PUBLISHED_PORT}" for node in state.nodes]
-        with ui.step(f"web UI forwarder 127.0.0.1:{forward_port} -> nodes:{WEBUI_PUBLISHED_PORT}"):
-            labforward.start(forward_port, targets)
+        for forward, port in (
+            (labforward.WEBUI, forward_port),
+            (labforward.PROMETHEUS, prometheus_port),
+        ):
+            targets = [f"{node.ip}:{forward.node_port}" for node in state.nodes]
+            with ui.step(f"{forward.what} forwarder 127.0.0.1:{port} -> nodes:{forward.node_port}"):
+                labforward.start(port, targets, forward=forward)
         return state
 
 
@@ -158,8 +169,8 @@ def down(purge: bool = False) -> None:
     kept for a fast next `up` unless `purge`; the swarm state is always removed."""
     require_root()
     with _locked():
-        with ui.step("web UI forwarder"):
-            labforward.stop()
+        with ui.step("web UI and Prometheus forwarders"):
+            labforward.stop_all()
         for index in _existing_node_indexes():
             with ui.step(f"{labnet.node_name(index)}: dockerd, namespace, mounts"):
                 _remove_node(index, purge)

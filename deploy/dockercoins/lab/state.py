@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dockercoins.names import WEBUI_PUBLISHED_PORT
+from dockercoins.names import PROMETHEUS_PORT, WEBUI_PUBLISHED_PORT
 from dockercoins.paths import state_dir
 
 
@@ -32,6 +32,8 @@ class LabState:
     registry: str  # host:port of the registry every node can reach
     # the host's 127.0.0.1 port forwarded to the nodes' web UI port
     forward_port: int = WEBUI_PUBLISHED_PORT
+    # the host's 127.0.0.1 port forwarded to the nodes' Prometheus port
+    prometheus_port: int = PROMETHEUS_PORT
 
     @property
     def manager(self) -> LabNode:
@@ -68,6 +70,7 @@ def load() -> LabState | None:
         host_ip=data["host_ip"],
         registry=data["registry"],
         forward_port=int(data.get("forward_port", WEBUI_PUBLISHED_PORT)),
+        prometheus_port=int(data.get("prometheus_port", PROMETHEUS_PORT)),
     )
 
 

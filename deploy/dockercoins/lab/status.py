@@ -1,5 +1,5 @@
 """`lab status`: each node's daemon and its swarm state and role, the registry, the web UI
-forwarder, as the manager and the host see them now."""
+and Prometheus forwarders, as the manager and the host see them now."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class LabStatus:
     nodes: tuple[NodeStatus, ...]
     registry: bool
     forwarder: bool
+    prometheus_forwarder: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -52,7 +53,8 @@ def status() -> LabStatus:
         state=state,
         nodes=tuple(found),
         registry=registry.answers(labnet.REGISTRY_ADDRESS),
-        forwarder=labforward.running_pid() is not None,
+        forwarder=labforward.running_pid(labforward.WEBUI) is not None,
+        prometheus_forwarder=labforward.running_pid(labforward.PROMETHEUS) is not None,
     )
 
 

@@ -10,9 +10,8 @@ from typing import Any
 
 from dockercoins import ui
 from dockercoins.errors import UserError
-from dockercoins.names import SWARM_SERVICES
 from dockercoins.swarm.read import Node, nodes, our_services, task_running, tasks_of
-from dockercoins.swarm.specs import Spec, replicas_of
+from dockercoins.swarm.specs import DEPLOY_ORDER, Spec, replicas_of
 
 POLL = 0.5
 
@@ -37,11 +36,11 @@ class Progress:
 def progress(
     services: dict[str, Spec], tasks: dict[str, list[Spec]], all_nodes: list[Node]
 ) -> list[Progress]:
-    """Running/desired tasks of each service, in SWARM_SERVICES order (pure)."""
+    """Running/desired tasks of each service, in DEPLOY_ORDER (pure)."""
     ready = {node.id for node in all_nodes if node.state == "ready"}
     schedulable = sum(1 for node in all_nodes if node.schedulable)
     result = []
-    for name in SWARM_SERVICES:
+    for name in DEPLOY_ORDER:
         raw = services.get(name)
         if raw is None:
             continue

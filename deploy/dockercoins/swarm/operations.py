@@ -1,4 +1,5 @@
-"""Deploy, scale, switch rng's mode and remove DockerCoins on a swarm (Docker SDK).
+"""Deploy, scale, switch rng's mode and remove DockerCoins (and its Prometheus) on a swarm
+(Docker SDK).
 
 Each takes the command's one client on a swarm manager (connect.connect_manager); the
 command warns about unready nodes once (read.warn_unready_nodes) before changing anything.
@@ -13,16 +14,20 @@ from typing import Any
 
 from dockercoins import ui
 from dockercoins.errors import UserError
-from dockercoins.names import GLOBAL, MANAGED_LABEL, NETWORK, REDIS, SWARM_SERVICES
+from dockercoins.names import GLOBAL, MANAGED_LABEL, NETWORK, PROMETHEUS, REDIS, SWARM_SERVICES
+from dockercoins.swarm import prometheus_service
+from dockercoins.swarm.configs import ensure_config, remove_configs
 from dockercoins.swarm.converge import POLL, wait_converged, wait_tasks_gone
 from dockercoins.swarm.read import our_services, require
 from dockercoins.swarm.specs import (
+    DEPLOY_ORDER,
     Images,
     Modes,
     Spec,
     mode_of,
     replicas_of,
     replicated,
+    service_env,
     service_spec,
     spec_changes,
     updated_spec,
@@ -95,6 +100,21 @@ def update_service(client: Any, raw: Spec, spec: Spec) -> None:
     )
 
 
+def _apply(client: Any, raw: Spec | None, desired: Spec, with_scale: bool) -> None:
+    """Create the service, or update what differs from `desired`, or leave it alone."""
+    name = desired["Name"]
+    if raw is None:
+        create_service(client, desired)
+        ui.info(f"    {name}: created ({desired['TaskTemplate']['ContainerSpec']['Image']})")
+        return
+    changes = spec_changes(raw["Spec"], desired, with_scale)
+    if not changes:
+        ui.info(f"    {name}: unchanged")
+        return
+    update_service(client, raw, updated_spec(raw["Spec"], desired, with_scale))
+    ui.info(f"    {name}: updated ({', '.join(changes)})")
+
+
 def deploy(
     client: Any,
     images: Images,
@@ -103,33 +123,55 @@ def deploy(
     workers: int | None,
     env: dict[str, dict[str, str]],
     timeout: float,
+    metrics: bool = True,
 ) -> None:
-    """Network, then the five services in the tutorial's order; waits until they run.
+    """Network, then the five services in the tutorial's order, then Prometheus (with
+    `metrics`; without, a prometheus service is removed); waits until they run.
     Existing services with the same spec are left alone; a changed spec is updated. The
     scale of existing services (replicas, rng's mode) is kept unless `workers` is given."""
     network_id = ensure_network(client)
     images = pin_images(client, images)
-    existing = our_services(client)
+    existing = our_services(client, DEPLOY_ORDER)
     for name in SWARM_SERVICES:
         want_replicas = workers if (name == "worker" and workers is not None) else 1
         desired = service_spec(
-            name, images, modes, network_id, replicas=want_replicas, env=env.get(name)
+            name,
+            images,
+            modes,
+            network_id,
+            replicas=want_replicas,
+            env=service_env(name, env.get(name), metrics=metrics),
         )
-        raw = existing.get(name)
-        if raw is None:
-            create_service(client, desired)
-            ui.info(f"    {name}: created ({desired['TaskTemplate']['ContainerSpec']['Image']})")
-            continue
         with_scale = name == "worker" and workers is not None
-        if with_scale and mode_of(raw["Spec"]) == GLOBAL:
+        raw = existing.get(name)
+        if raw is not None and with_scale and mode_of(raw["Spec"]) == GLOBAL:
             raise UserError("worker runs in global mode: --workers needs a replicated worker")
-        changes = spec_changes(raw["Spec"], desired, with_scale)
-        if not changes:
-            ui.info(f"    {name}: unchanged")
-            continue
-        update_service(client, raw, updated_spec(raw["Spec"], desired, with_scale))
-        ui.info(f"    {name}: updated ({', '.join(changes)})")
+        _apply(client, raw, desired, with_scale)
+    if metrics:
+        text = prometheus_service.config_text()
+        config, created = ensure_config(client, prometheus_service.config_name(text), text)
+        if created:
+            ui.info(f"    config {config.name}: created")
+        desired = prometheus_service.prometheus_spec(modes, network_id, config)
+        _apply(client, existing.get(PROMETHEUS), desired, with_scale=False)
+        wait_converged(client, DEPLOY_ORDER, timeout, "deploy")
+        _forget_configs(client, keep=config.name)
+        return
+    if PROMETHEUS in existing:
+        _remove_prometheus(client, existing[PROMETHEUS], timeout)
     wait_converged(client, SWARM_SERVICES, timeout, "deploy")
+
+
+def _remove_prometheus(client: Any, raw: Spec, timeout: float) -> None:
+    client.api.remove_service(raw["ID"])
+    ui.info(f"    {PROMETHEUS}: removed (--no-metrics)")
+    wait_tasks_gone(client, {raw["ID"]}, timeout, f"removing {PROMETHEUS}")
+    _forget_configs(client)
+
+
+def _forget_configs(client: Any, keep: str | None = None) -> None:
+    for name in remove_configs(client, prometheus_service.CONFIG_NAME_PREFIX, keep):
+        ui.info(f"    config {name}: removed")
 
 
 def scale(client: Any, targets: dict[str, int], timeout: float) -> None:
@@ -184,11 +226,12 @@ def rng_mode(client: Any, mode: str, replicas: int, timeout: float) -> None:
 
 
 def down(client: Any, timeout: float) -> None:
-    """Remove the five services, wait until their tasks are gone, remove the network."""
+    """Remove the five services and Prometheus, wait until their tasks are gone, remove
+    Prometheus's configs and the network. Its data volume stays on its node."""
     import docker.errors
 
-    services = our_services(client)
-    for name in SWARM_SERVICES:
+    services = our_services(client, DEPLOY_ORDER)
+    for name in DEPLOY_ORDER:
         if name in services:
             client.api.remove_service(services[name]["ID"])
             ui.info(f"    {name}: removed")
@@ -196,6 +239,12 @@ def down(client: Any, timeout: float) -> None:
         ui.info("    no DockerCoins service on this swarm")
     deadline = time.monotonic() + timeout
     wait_tasks_gone(client, {raw["ID"] for raw in services.values()}, timeout, "down")
+    _forget_configs(client)
+    if PROMETHEUS in services:
+        ui.info(
+            f"    volume {prometheus_service.VOLUME}: kept on the node that ran {PROMETHEUS} "
+            "(its data; `docker volume rm` there to delete it)"
+        )
     networks = [raw for raw in client.api.networks(names=[NETWORK]) if raw["Name"] == NETWORK]
     for raw in networks:
 

@@ -2,7 +2,7 @@
 
 Names and ports are the tutorial's (redis, hasher, rng, webui, worker; webui published
 on 8000), so the worker's defaults (http://rng/32, http://hasher/, redis://redis:6379/0)
-reach the others with no settings.
+reach the others with no settings. Prometheus's spec is in swarm.prometheus_service.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from dockercoins.images.naming import image_ref
 from dockercoins.names import (
     GLOBAL,
     MANAGED_LABEL,
+    NODE_ENV,
+    PROMETHEUS,
+    PROMETHEUS_PORT,
     REDIS,
     REPLICATED,
     SERVICE_PORT,
@@ -25,6 +28,20 @@ from dockercoins.names import (
 )
 
 REDIS_IMAGE = "redis"
+
+# Every service `deploy` may create, in order: the five, then Prometheus (unless --no-metrics).
+DEPLOY_ORDER = (*SWARM_SERVICES, PROMETHEUS)
+
+# Swarm expands this template in each task: the hostname of the node it runs on.
+NODE_TEMPLATE = "{{.Node.Hostname}}"
+# Where webui asks Prometheus (its PROMETHEUS_URL) when metrics are on.
+PROMETHEUS_URL = f"http://{PROMETHEUS}:{PROMETHEUS_PORT}"
+
+# service -> (port in its containers, published port)
+PUBLISHED = {
+    "webui": (SERVICE_PORT, WEBUI_PUBLISHED_PORT),
+    PROMETHEUS: (PROMETHEUS_PORT, PROMETHEUS_PORT),
+}
 
 ENDPOINT_MODES = ("auto", "vip", "dnsrr")
 PUBLISH_MODES = ("auto", "ingress", "host")
@@ -97,6 +114,18 @@ def parse_env_overrides(items: list[str] | None) -> dict[str, dict[str, str]]:
     return result
 
 
+def service_env(
+    service: str, overrides: dict[str, str] | None = None, *, metrics: bool = True
+) -> dict[str, str]:
+    """The environment `deploy` gives a service: the node's hostname in names.NODE_ENV (a
+    swarm template), PROMETHEUS_URL for webui when metrics are on, then `overrides`."""
+    env = {NODE_ENV: NODE_TEMPLATE}
+    if metrics and service == "webui":
+        env["PROMETHEUS_URL"] = PROMETHEUS_URL
+    env.update(overrides or {})
+    return env
+
+
 def replicated(replicas: int) -> Spec:
     """The spec's Mode for names.REPLICATED with `replicas` tasks."""
     return {"Replicated": {"Replicas": replicas}}
@@ -108,13 +137,15 @@ def global_mode() -> Spec:
 
 
 def endpoint_spec(service: str, modes: Modes) -> Spec:
+    """Endpoint mode, and the published port of webui and prometheus (in modes.publish)."""
     spec: Spec = {"Mode": modes.endpoint}
-    if service == "webui":
+    if service in PUBLISHED:
+        target, published = PUBLISHED[service]
         spec["Ports"] = [
             {
                 "Protocol": "tcp",
-                "TargetPort": SERVICE_PORT,
-                "PublishedPort": WEBUI_PUBLISHED_PORT,
+                "TargetPort": target,
+                "PublishedPort": published,
                 "PublishMode": modes.publish,
             }
         ]
@@ -176,9 +207,24 @@ def normal_image(ref: str) -> str:
     return ref if ":" in last or "@" in last else f"{ref}:latest"
 
 
+def _configs(container: Spec) -> list[tuple[str, str]]:
+    return sorted(
+        (str(config.get("ConfigName", "")), str((config.get("File") or {}).get("Name", "")))
+        for config in container.get("Configs") or []
+    )
+
+
+def _mounts(container: Spec) -> list[tuple[str, str, str]]:
+    return sorted(
+        (str(mount.get("Type", "")), str(mount.get("Source", "")), str(mount.get("Target", "")))
+        for mount in container.get("Mounts") or []
+    )
+
+
 def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
     """The parts of a spec `deploy` manages, normalised so that a spec read back from the
-    daemon compares equal to the one we built. Scale (mode, replicas) only if asked."""
+    daemon compares equal to the one we built. Configs and mounts only where the spec has
+    them (prometheus); scale (mode, replicas) only if asked."""
     template = spec.get("TaskTemplate", {})
     container = template.get("ContainerSpec", {})
     endpoint = spec.get("EndpointSpec") or {}
@@ -189,6 +235,10 @@ def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
         "endpoint mode": endpoint.get("Mode") or "vip",
         "ports": _ports(endpoint),
     }
+    if container.get("Configs"):
+        view["configs"] = _configs(container)
+    if container.get("Mounts"):
+        view["mounts"] = _mounts(container)
     if with_scale:
         view["mode"] = mode_of(spec)
         view["replicas"] = replicas_of(spec)
@@ -214,6 +264,9 @@ def updated_spec(current: Spec, desired: Spec, with_scale: bool) -> Spec:
         container["Env"] = list(want_container["Env"])
     else:
         container.pop("Env", None)
+    for field_name in ("Configs", "Mounts"):  # only where `deploy` sets them
+        if want_container.get(field_name):
+            container[field_name] = copy.deepcopy(want_container[field_name])
     template["Networks"] = copy.deepcopy(desired["TaskTemplate"]["Networks"])
     spec["EndpointSpec"] = copy.deepcopy(desired["EndpointSpec"])
     spec.setdefault("Labels", {}).update(desired.get("Labels", {}))

@@ -1,4 +1,5 @@
-"""`status`: the services, the tasks per node and the hash rate now."""
+"""`status`: the services, the tasks per node, the hash rate now and, when Prometheus
+answers, the rate of each rng and worker task."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 from dockercoins import ui
 from dockercoins.names import SWARM_SERVICES
+from dockercoins.swarm import prometheus
 from dockercoins.swarm.converge import progress
+from dockercoins.swarm.prometheus import InstanceRate
 from dockercoins.swarm.rates import WebUIUnreadable, hash_rate, sample, webui_candidates
 from dockercoins.swarm.read import Node, nodes, our_services, task_running, tasks_of
 from dockercoins.swarm.specs import Spec, mode_of
@@ -45,6 +48,47 @@ def status_lines(
     return lines + ui.table(node_rows)
 
 
+def instance_rate_lines(
+    url: str, window: float, rng: list[InstanceRate], worker: list[InstanceRate]
+) -> list[str]:
+    """The per-task table: rng answers/s and worker hashes/s per instance and node (pure)."""
+    if not rng and not worker:
+        return [
+            f"per task: no rates yet (Prometheus at {url} has no rng or worker samples from "
+            f"the last {window:.0f} s; it scrapes every few seconds)"
+        ]
+    rows = [["SERVICE", "NODE", "INSTANCE", "PER SECOND"]]
+    for service, unit, rates in (("rng", "answers", rng), ("worker", "hashes", worker)):
+        rows += [
+            [service, item.node or "-", item.instance, f"{item.rate:.1f} {unit}"] for item in rates
+        ]
+    totals = (
+        f"rng {prometheus.total(rng):.1f} answers/s, worker {prometheus.total(worker):.1f} hashes/s"
+    )
+    return [
+        f"per task, over the last {window:.0f} s (Prometheus at {url}):",
+        *ui.table(rows),
+        f"in all: {totals}",
+    ]
+
+
+def per_task_lines(explicit: str | None) -> list[str]:
+    """instance_rate_lines from the first Prometheus that answers, else one line saying why
+    there are none (never an error: a deploy may run without metrics)."""
+    window = prometheus.DEFAULT_WINDOW
+    with prometheus.connection() as http:
+        try:
+            url = prometheus.locate(explicit, http)
+            rng = prometheus.fetch_rates(http, url, prometheus.RNG_REQUESTS, window)
+            worker = prometheus.fetch_rates(http, url, prometheus.WORKER_HASHES, window)
+        except prometheus.Unavailable as why:
+            return [
+                f"per task: no rates ({why}; deployed with --no-metrics? "
+                "else give --prometheus URL)"
+            ]
+    return instance_rate_lines(url, window, rng, worker)
+
+
 def measure_hash_rate(urls: list[str]) -> tuple[str, float] | None:
     """(url, hashes per second) from /json sampled for WINDOW s at the first URL that
     answers; 0.0 when the counter did not move; None when none answers."""
@@ -58,8 +102,11 @@ def measure_hash_rate(urls: list[str]) -> tuple[str, float] | None:
     return None
 
 
-def status(client: Any, webui: str | None, wait: float = 0.0) -> int:
-    """Print the tables, then the hash rate (waiting up to `wait` s for one above zero)."""
+def status(
+    client: Any, webui: str | None, wait: float = 0.0, prometheus_url: str | None = None
+) -> int:
+    """Print the tables, then the hash rate (waiting up to `wait` s for one above zero), then
+    the rate of each rng and worker task from Prometheus (`prometheus_url`, else found)."""
     services = our_services(client)
     all_nodes = nodes(client)
     tasks = tasks_of(client, services)
@@ -77,7 +124,9 @@ def status(client: Any, webui: str | None, wait: float = 0.0) -> int:
     if measured is None:
         tried = ", ".join(webui_candidates(webui))
         ui.result(f"hash rate: unknown (no web UI answered at {tried}; try --webui URL)")
-        return 0
-    url, rate = measured
-    ui.result(f"hash rate: {rate:.1f} hashes/s (web UI {url})")
+    else:
+        url, rate = measured
+        ui.result(f"hash rate: {rate:.1f} hashes/s (web UI {url})")
+    for line in per_task_lines(prometheus_url):
+        ui.result(line)
     return 0

@@ -1,0 +1,154 @@
+"""Metrics on the real lab: after ship + deploy, Prometheus (http://localhost:9090, the lab's
+forwarder) scrapes every task of rng, hasher, webui and worker and the worker counters
+move; with rng global there is one rng series per node, `dockercoins status` prints the
+per-task table, and the page's second chart (headless Chromium) lists the same nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dockercoins.lab.state import LabState
+from dockercoins.names import PROMETHEUS, SWARM_SERVICES
+from dockercoins.swarm import prometheus
+
+from tests.services import test_page_chromium as page
+from tests.support.lab import cli, ok
+from tests.support.servers import wait_for
+
+pytestmark = pytest.mark.lab
+
+PROMETHEUS_URL = "http://localhost:9090"
+# The page's browser resolves no name but 127.0.0.1 (its --host-resolver-rules).
+WEBUI_URL = "http://127.0.0.1:8000/"
+JOBS = {"rng", "hasher", "webui", "worker"}
+DEPLOYED = {*SWARM_SERVICES, PROMETHEUS}
+
+browser = page.browser  # the page tests' headless Chromium fixture
+
+
+@pytest.fixture(scope="module")
+def dockercoins(lab: LabState, manager: Any) -> Iterator[None]:
+    """DockerCoins and its Prometheus deployed on the lab (ship + deploy, both idempotent);
+    taken down again afterwards only if none of it was there before."""
+    before = {service.name for service in manager.services.list()} & DEPLOYED
+    try:
+        if before != DEPLOYED:
+            ok(cli(lab, "ship"))
+            ok(cli(lab, "deploy", "--timeout", "240"))
+        yield
+    finally:
+        if not before:
+            cli(lab, "down", "--timeout", "120")
+
+
+def rng_mode(client: Any) -> tuple[str, int | None]:
+    """(rng's mode, its replicas or None when global)."""
+    mode = next(s for s in client.services.list() if s.name == "rng").attrs["Spec"]["Mode"]
+    if "Global" in mode:
+        return ("global", None)
+    return ("replicated", mode["Replicated"]["Replicas"])
+
+
+@pytest.fixture(scope="module")
+def rng_global(lab: LabState, manager: Any, dockercoins: None) -> Iterator[None]:
+    """rng in global mode (one task per node) for the module, then as it was."""
+    mode, replicas = rng_mode(manager)
+    try:
+        ok(cli(lab, "rng-mode", "global", "--timeout", "240"))
+        yield
+    finally:
+        cli(lab, "rng-mode", mode, *(["--replicas", str(replicas)] if replicas else []))
+
+
+def running_tasks(client: Any, service: str) -> int:
+    tasks = client.api.tasks(filters={"service": service, "desired-state": "running"})
+    return sum(1 for task in tasks if task["Status"]["State"] == "running")
+
+
+def instant_sum(promql: str) -> float:
+    """The sum of an instant query's vector (0.0 when it is empty)."""
+    with prometheus.connection() as http:
+        data = prometheus.query(http, PROMETHEUS_URL, promql)
+    return sum(float(series["value"][1]) for series in data["result"])
+
+
+def test_every_target_is_up_and_the_worker_counters_move(
+    lab: LabState, manager: Any, dockercoins: None
+) -> None:
+    found: list[prometheus.Target] = []
+
+    def every_task_up() -> bool:
+        found[:] = prometheus.targets(PROMETHEUS_URL) or []
+        print("targets:", [(t.job, t.instance, t.health, t.last_error) for t in found])
+        per_job = {job: sum(1 for t in found if t.job == job) for job in JOBS}
+        tasks = {job: running_tasks(manager, job) for job in JOBS}
+        return per_job == tasks and all(target.health == "up" for target in found)
+
+    # each task its own target, found by DNS within seconds and scraped every 5 s
+    wait_for(every_task_up, timeout=90, interval=2.0)
+    assert {target.job for target in found} >= JOBS  # and none of them without a task
+
+    for counter in ("dockercoins_worker_loops_total", "dockercoins_worker_hashes_total"):
+        first = instant_sum(counter)
+        wait_for(lambda c=counter, f=first: instant_sum(c) > f, timeout=30, interval=1.0)
+
+
+def test_rng_global_gives_one_series_per_node_and_status_shows_them(
+    lab: LabState, rng_global: None
+) -> None:
+    nodes = sorted(node.name for node in lab.nodes)
+    rates: list[prometheus.InstanceRate] = []
+
+    def one_busy_series_per_node() -> bool:
+        rates[:] = prometheus.rng_rates(PROMETHEUS_URL) or []
+        print("rng rates:", rates)
+        return [r.label for r in rates] == nodes and all(r.rate > 0 for r in rates)
+
+    wait_for(one_busy_series_per_node, timeout=90, interval=2.0)
+    assert len({r.instance for r in rates}) == len(nodes)
+
+    lines = ok(cli(lab, "status")).splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("per task, over the last"))
+    assert lines[header + 1].split() == ["SERVICE", "NODE", "INSTANCE", "PER", "SECOND"]
+    rows = [line.split() for line in lines[header + 2 :] if line.startswith("rng ")]
+    assert sorted(row[1] for row in rows) == nodes
+    assert all(row[4] == "answers" for row in rows)
+    assert lines[-1].startswith("in all: rng ")
+
+
+PAGE_RNG_STATE = """
+const state = (window.dockercoins || {}).rngRates || {};
+return {
+  available: state.available === true,
+  reason: state.reason || null,
+  labels: (state.labels || []).slice(),
+  // the fewest values any series has drawn so far
+  drawn: state.plot && state.plot.data.length > 1
+    ? Math.min(...state.plot.data.slice(1).map(s => s.filter(v => v != null).length)) : 0,
+  legend: Array.from(document.querySelectorAll('#rng-chart .u-legend .u-label'))
+    .map(e => e.innerText.trim()),
+};
+"""
+
+
+def test_the_page_charts_one_rng_line_per_node(
+    lab: LabState, rng_global: None, browser: page.Browser
+) -> None:
+    nodes = sorted(node.name for node in lab.nodes)
+    browser.open(WEBUI_URL)
+    state: dict[str, Any] = {}
+
+    def charted() -> bool:
+        state.update(browser.run(PAGE_RNG_STATE))
+        return bool(state["available"]) and sorted(state["labels"]) == nodes
+
+    try:
+        wait_for(charted, timeout=60, interval=1.0)
+        assert set(nodes) <= set(state["legend"]), state
+        # a few values per line (one every 2 s) make a picture of lines, not of dots
+        wait_for(lambda: browser.run(PAGE_RNG_STATE)["drawn"] >= 4, timeout=20, interval=1.0)
+    finally:
+        browser.run("document.getElementById('rng-card').scrollIntoView(); return true;")
+        browser.screenshot(page.ARTIFACTS / "lab-rng-rates.png")
