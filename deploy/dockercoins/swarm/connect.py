@@ -51,3 +51,15 @@ def connect_manager() -> Any:
 def manager_errors() -> AbstractContextManager[None]:
     """docker_errors() worded for the swarm manager: `the swarm manager refused: ...`."""
     return docker_errors("the swarm manager", lambda: manager_url()[1])
+
+
+def published_urls(explicit: str | None, port: int) -> list[str]:
+    """Where to reach what the swarm publishes on `port`: the given URL, else loopback (the
+    lab's forwarder, or a local swarm) and the lab's node addresses. Never any other address."""
+    if explicit:
+        return [explicit.rstrip("/")]
+    urls = [f"http://127.0.0.1:{port}"]
+    lab = lab_state.load()
+    if lab:
+        urls += [f"http://{node.ip}:{port}" for node in lab.nodes]
+    return urls

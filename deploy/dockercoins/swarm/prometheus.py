@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dockercoins.lab import state as lab_state
 from dockercoins.names import PROMETHEUS_PORT
+from dockercoins.swarm.connect import published_urls
 
 if TYPE_CHECKING:
     import httpx
@@ -54,15 +54,8 @@ class Target:
 
 
 def candidates(explicit: str | None) -> list[str]:
-    """Where to ask: the given URL, else loopback:9090 (the lab's forwarder, or a local swarm
-    publishing it) and the lab's node addresses. Never any other address."""
-    if explicit:
-        return [explicit.rstrip("/")]
-    urls = [f"http://127.0.0.1:{PROMETHEUS_PORT}"]
-    lab = lab_state.load()
-    if lab:
-        urls += [f"http://{node.ip}:{PROMETHEUS_PORT}" for node in lab.nodes]
-    return urls
+    """Where to ask: the given URL, else loopback and the lab's node addresses."""
+    return published_urls(explicit, PROMETHEUS_PORT)
 
 
 def rate_query(counter: str, window: float) -> str:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockercoins.errors import UserError
-from dockercoins.lab import state as lab_state
 from dockercoins.names import WEBUI_PUBLISHED_PORT
+from dockercoins.swarm.connect import published_urls
 
 
 @dataclass(frozen=True)
@@ -32,15 +32,8 @@ class WebUIUnreadable(UserError):
 
 
 def webui_candidates(explicit: str | None) -> list[str]:
-    """Where to read /json: the given URL, else loopback:8000 (the lab's forwarder, or a
-    local swarm) and the lab's node addresses. Never any other address."""
-    if explicit:
-        return [explicit.rstrip("/")]
-    urls = [f"http://127.0.0.1:{WEBUI_PUBLISHED_PORT}"]
-    lab = lab_state.load()
-    if lab:
-        urls += [f"http://{node.ip}:{WEBUI_PUBLISHED_PORT}" for node in lab.nodes]
-    return urls
+    """Where to read /json: the given URL, else loopback and the lab's node addresses."""
+    return published_urls(explicit, WEBUI_PUBLISHED_PORT)
 
 
 def read_errors() -> tuple[type[Exception], ...]:
