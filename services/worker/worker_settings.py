@@ -11,7 +11,7 @@ The one exception is WORKER_HEARTBEAT, where empty keeps its meaning: no heartbe
 Each service folder is its own Docker build context, so each carries its own copy of these rules.
 Not pydantic-settings like the others: it and pydantic add 8.0 MB installed, taking this image
 from base + 28.3 MB to about base + 36 MB, over its base + 30 MB budget; so a small parser
-here gives the same answers (tests/unit/test_worker.py checks them against the other three).
+here gives the same answers (tests/unit/test_settings.py checks them against the other three).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import httpx
 from dockercoins.images import base as baseimage
 from dockercoins.images import build as images
 
-from tests.support.docker import DockerSession
+from tests.support.docker import DockerSession, container_health, pid1_uid
 from tests.support.servers import free_port, wait_for
 
 
@@ -32,17 +32,6 @@ def _run(
         ports=ports or {},
         labels=session.labels,
     )
-
-
-def _health(container: Any) -> str:
-    container.reload()
-    return str(container.attrs["State"].get("Health", {}).get("Status", "none"))
-
-
-def _pid1_uid(container: Any) -> int:
-    status = container.exec_run(["cat", "/proc/1/status"]).output.decode()
-    line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-    return int(line.split()[1])
 
 
 def test_five_containers_mine_coins(
@@ -67,11 +56,11 @@ def test_five_containers_mine_coins(
     }
     try:
         for name in ("rng", "hasher", "webui", "worker"):
-            wait_for(lambda name=name: _health(containers[name]) == "healthy", timeout=90)
+            wait_for(lambda name=name: container_health(containers[name]) == "healthy", timeout=90)
         for name, container in containers.items():
             container.reload()
             assert container.status == "running", name
-            assert _pid1_uid(container) != 0, f"{name} runs as root"
+            assert pid1_uid(container) != 0, f"{name} runs as root"
 
         def hashes() -> int:
             answer = httpx.get(f"http://127.0.0.1:{web_port}/json", timeout=3)

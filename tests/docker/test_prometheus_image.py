@@ -14,7 +14,7 @@ from dockercoins.images import base as baseimage
 from dockercoins.images import kinds
 from dockercoins.swarm import prometheus_service
 
-from tests.support.docker import DockerSession
+from tests.support.docker import DockerSession, container_health, pid1_uid
 from tests.support.servers import free_port, wait_for
 
 
@@ -28,17 +28,6 @@ def _config_archive(text: str) -> bytes:
         info.mode = 0o444
         archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
-
-
-def _health(container: Any) -> str:
-    container.reload()
-    return str(container.attrs["State"].get("Health", {}).get("Status", "none"))
-
-
-def _pid1_uid(container: Any) -> int:
-    status = container.exec_run(["cat", "/proc/1/status"]).output.decode()
-    line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-    return int(line.split()[1])
 
 
 def test_prometheus_image_config(docker_session: DockerSession, prometheus_image: str) -> None:
@@ -73,8 +62,8 @@ def test_prometheus_runs_non_root_with_the_deploy_config_and_gets_healthy(
     assert container.put_archive("/etc/prometheus", _config_archive(text))
     container.start()
     try:
-        wait_for(lambda: _health(container) == "healthy", timeout=90, interval=1)
-        uid = _pid1_uid(container)
+        wait_for(lambda: container_health(container) == "healthy", timeout=90, interval=1)
+        uid = pid1_uid(container)
         assert uid != 0, "prometheus runs as root"
         expected = container.exec_run(["id", "-u", "prometheus"]).output.decode().strip()
         assert uid == int(expected)

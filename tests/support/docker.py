@@ -1,4 +1,5 @@
-"""The Docker tier's session record (tests/docker/conftest.py makes it; tests read it)."""
+"""The Docker tier's session record (tests/docker/conftest.py makes it; tests read it) and
+two probes of a running container."""
 
 from __future__ import annotations
 
@@ -27,3 +28,16 @@ class DockerSession:
 
     def ref(self, service: str) -> str:
         return f"{self.registry}/{self.namespace}/{service}:{self.tag}"
+
+
+def container_health(container: Any) -> str:
+    """The container's health status after a reload ("none" without a HEALTHCHECK)."""
+    container.reload()
+    return str(container.attrs["State"].get("Health", {}).get("Status", "none"))
+
+
+def pid1_uid(container: Any) -> int:
+    """The real uid of the container's process 1."""
+    status = container.exec_run(["cat", "/proc/1/status"]).output.decode()
+    line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+    return int(line.split()[1])

@@ -1,26 +1,18 @@
-"""Worker pieces on their own: settings (and that they follow the other services' rules), URL
-targets, address rotation, connection retirement (against a throwaway aiohttp server in the
-test), outage logging, the ledger, the metrics read from them."""
+"""Worker pieces on their own: settings (the rules it shares with the other services are in
+test_settings.py), URL targets, address rotation, connection retirement (against a throwaway
+aiohttp server in the test), outage logging, the ledger, the metrics read from them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import socket
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import ModuleType
 
-import hasher_settings
 import pytest
-import rng_settings
 import webui_settings
-import worker_settings
 from aiohttp import web
 from dockercoins.bench.metrics_page import MetricsPage
 from spread_http import AddressBook, RequestFailed, Resolver, SpreadingClient, Target
@@ -30,7 +22,7 @@ from worker_metrics import WorkerMetrics, address_label
 from worker_outage import Outage
 from worker_settings import Settings, redacted_url
 
-from tests.support.servers import SERVICES_DIR, free_port
+from tests.support.servers import free_port
 
 
 class FakeClock:
@@ -65,9 +57,7 @@ def test_settings_defaults_match_the_design() -> None:
     assert settings.concurrency == 1
     assert settings.heartbeat == "/tmp/worker-heartbeat"
     assert settings.stats is False
-    assert settings.metrics is True
     assert settings.metrics_port == 9100
-    assert (settings.host, settings.node) == ("0.0.0.0", "")
 
 
 def test_settings_read_from_env() -> None:
@@ -87,75 +77,6 @@ def test_settings_read_from_env() -> None:
     )
     assert settings.stats is True
     assert settings.log_level == "DEBUG"
-
-
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [
-        ("WORKER_DELAY", "fast"),
-        ("WORKER_DELAY", "-1"),
-        ("WORKER_DELAY", "nan"),
-        ("WORKER_CONCURRENCY", "0"),
-        ("WORKER_CONCURRENCY", "2.5"),
-        ("RNG_URL", "ftp://rng/32"),
-        ("HASHER_URL", "http:///"),
-        ("REDIS_URL", "http://redis"),
-        ("LOG_LEVEL", "LOUD"),
-        ("WORKER_DELAY", "+0.5"),
-        ("WORKER_DELAY", "1_000"),
-        ("WORKER_DELAY", "1e-3"),
-        ("WORKER_DELAY", "inf"),
-        ("WORKER_CONCURRENCY", "+5"),
-        ("WORKER_CONCURRENCY", "1_000"),
-        ("WORKER_CONCURRENCY", "9" * 19),
-        ("WORKER_FLUSH_INTERVAL", "0"),
-        ("WORKER_BACKOFF_MAX", "0.01"),
-        ("WORKER_HTTP_TIMEOUT", "0.001"),
-        ("WORKER_DNS_TTL", "-1"),
-        ("WORKER_CONN_MAX_AGE", "soon"),
-        ("WORKER_SHUTDOWN_TIMEOUT", "nan"),
-        ("WORKER_STATS_WARMUP", "-0.5"),
-        ("WORKER_STATS", "maybe"),
-        ("RNG_URL", "http://rng:port/32"),
-        ("REDIS_URL", "redis://"),
-        ("LOG_LEVEL", "WARN"),
-        ("METRICS", "maybe"),
-        ("WORKER_METRICS_PORT", "0"),
-        ("WORKER_METRICS_PORT", "65536"),
-        ("WORKER_METRICS_PORT", "http"),
-    ],
-)
-def test_bad_settings_name_the_variable(name: str, value: str) -> None:
-    with pytest.raises(ValueError, match=name) as caught:
-        Settings.from_env({name: value})
-    assert re.fullmatch(rf"{name}={re.escape(repr(value))} must [^\n]+", str(caught.value))
-
-
-NAMES = (
-    "RNG_URL",
-    "HASHER_URL",
-    "REDIS_URL",
-    "WORKER_DELAY",
-    "WORKER_CONCURRENCY",
-    "WORKER_FLUSH_INTERVAL",
-    "WORKER_BACKOFF_MAX",
-    "WORKER_HTTP_TIMEOUT",
-    "WORKER_DNS_TTL",
-    "WORKER_CONN_MAX_AGE",
-    "WORKER_SHUTDOWN_TIMEOUT",
-    "WORKER_STATS",
-    "WORKER_STATS_WARMUP",
-    "LOG_LEVEL",
-    "METRICS",
-    "WORKER_METRICS_PORT",
-    "HOST",
-    "DOCKERCOINS_NODE",
-)
-
-
-@pytest.mark.parametrize("empty", ["", " ", "\t"])
-def test_empty_values_mean_the_default(empty: str) -> None:
-    assert Settings.from_env(dict.fromkeys(NAMES, empty)) == Settings()
 
 
 def test_empty_heartbeat_means_no_heartbeat_file() -> None:
@@ -206,114 +127,6 @@ def test_every_variable_overridden() -> None:
         "127.0.0.1",
         "node-4",
     )
-
-
-def test_unknown_variables_are_ignored() -> None:
-    assert Settings.from_env({"worker_delay": "x", "WORKER_DELAYS": "x", "PORT": "x"}) == (
-        Settings()
-    )
-
-
-def test_every_bad_variable_is_named_on_one_line() -> None:
-    with pytest.raises(ValueError) as caught:
-        Settings.from_env({"WORKER_CONCURRENCY": "0", "WORKER_STATS": "maybe"})
-    assert str(caught.value) == (
-        "WORKER_CONCURRENCY='0' must be greater than or equal to 1; "
-        "WORKER_STATS='maybe' must be 1/0, true/false, yes/no or on/off"
-    )
-
-
-def test_the_worker_refuses_a_bad_variable_in_one_line() -> None:
-    done = subprocess.run(
-        [sys.executable, "worker.py"],
-        cwd=SERVICES_DIR / "worker",
-        env={**os.environ, "WORKER_CONCURRENCY": "1_000"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2
-    lines = (done.stdout + done.stderr).splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].endswith(
-        " ERROR worker bad setting: WORKER_CONCURRENCY='1_000' must be a whole number "
-        "(digits 0-9 only)"
-    )
-
-
-# --- the same rules as the other services (they use pydantic-settings) ---------------------
-
-# Variables of one kind and bound in each service: (settings module, variable, attribute).
-SAME_KIND = {
-    "whole >= 1": [
-        (rng_settings, "RNG_CONCURRENCY", "concurrency"),
-        (worker_settings, "WORKER_CONCURRENCY", "concurrency"),
-    ],
-    "whole >= 0": [
-        (rng_settings, "RNG_MAX_BYTES", "max_bytes"),
-        (hasher_settings, "HASHER_MAX_BYTES", "max_bytes"),
-    ],
-    "decimal >= 0": [
-        (rng_settings, "RNG_DELAY", "delay"),
-        (hasher_settings, "HASHER_DELAY", "delay"),
-        (worker_settings, "WORKER_DELAY", "delay"),
-        (worker_settings, "WORKER_DNS_TTL", "dns_ttl"),
-    ],
-    "decimal >= 0.01": [
-        (webui_settings, "REDIS_TIMEOUT", "redis_timeout"),
-        (worker_settings, "WORKER_HTTP_TIMEOUT", "http_timeout"),
-        (worker_settings, "WORKER_FLUSH_INTERVAL", "flush_interval"),
-    ],
-    "flag": [
-        (rng_settings, "ACCESS_LOG", "access_log"),
-        (hasher_settings, "ACCESS_LOG", "access_log"),
-        (webui_settings, "ACCESS_LOG", "access_log"),
-        (worker_settings, "WORKER_STATS", "stats"),
-        (rng_settings, "METRICS", "metrics"),
-        (hasher_settings, "METRICS", "metrics"),
-        (worker_settings, "METRICS", "metrics"),
-    ],
-    "port": [
-        (rng_settings, "PORT", "port"),
-        (hasher_settings, "PORT", "port"),
-        (worker_settings, "WORKER_METRICS_PORT", "metrics_port"),
-    ],
-    "log level": [
-        (module, "LOG_LEVEL", "log_level")
-        for module in (rng_settings, hasher_settings, webui_settings, worker_settings)
-    ],
-    "redis url": [
-        (webui_settings, "REDIS_URL", "redis_url"),
-        (worker_settings, "REDIS_URL", "redis_url"),
-    ],
-}
-INPUTS = [
-    *("", " ", "0", "1", "2", "007", " 3 ", "0.5", "0.01", "0.001", "2.0", "-1", "+5", "-0"),
-    *("1_000", "1e3", ".5", "5.", "0x10", "inf", "nan", "five", "\u0663", "9" * 18, "9" * 19),
-    *("9" * 400, "true", "Yes", "ON", "off", "maybe", "t", "y", "debug", "Warning", "WARN"),
-    *("80", "65535", "65536", "100000"),
-    *("redis://db:6379/1", "rediss://:pw@db", "unix:///run/r.sock", "redis://", "redis:///0"),
-    *("redis://db:port/0", "http://db/", "redis://:pw@[::1"),
-]
-
-
-def outcome(module: ModuleType, name: str, attribute: str, raw: str) -> str:
-    """What a service makes of NAME=raw: its value, or its error with the name left out."""
-    try:
-        settings = module.Settings.from_env({name: raw})
-    except ValueError as error:
-        return "refused: " + str(error).removeprefix(name)
-    if not raw.strip():
-        return "default" if settings == module.Settings.from_env({}) else "not the default"
-    return f"{getattr(settings, attribute)!r}"
-
-
-@pytest.mark.parametrize("kind", SAME_KIND)
-def test_every_service_accepts_and_refuses_the_same_values(kind: str) -> None:
-    for raw in INPUTS:
-        seen = {f"{m.__name__} {n}": outcome(m, n, a, raw) for m, n, a in SAME_KIND[kind]}
-        assert len(set(seen.values())) == 1, (kind, raw, seen)
 
 
 # --- targets and address rotation -----------------------------------------------------------
