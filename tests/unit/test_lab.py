@@ -11,13 +11,15 @@ import socketserver
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from dockercoins import cli
 from dockercoins.errors import UserError
-from dockercoins.host import dockerd, mounts, ports, processes
+from dockercoins.host import cgroups, dockerd, mounts, ports, processes
 from dockercoins.lab import forward as labforward
 from dockercoins.lab import forwarder, nodes
 from dockercoins.lab import network as labnet
@@ -174,13 +176,19 @@ def test_two_forwarders_run_side_by_side_and_stop_together(state_dir: Path, echo
         wait_for(lambda pid=pid: not processes.is_alive(pid), timeout=10)
 
 
-def test_prometheus_forwarder_port_taken_names_its_option(
-    state_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@contextmanager
+def _taken_port() -> Iterator[int]:
+    """A loopback port taken (bound and listening) for the duration of the block."""
     with socket.socket() as taken:
         taken.bind((LOOPBACK, 0))
         taken.listen()
-        port = taken.getsockname()[1]
+        yield taken.getsockname()[1]
+
+
+def test_prometheus_forwarder_port_taken_names_its_option(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _taken_port() as port:
         assert not labforward.start(
             port, [f"{LOOPBACK}:{free_port()}"], forward=labforward.PROMETHEUS
         )
@@ -195,10 +203,7 @@ def test_prometheus_forwarder_port_taken_names_its_option(
 def test_forwarder_port_taken_is_one_warning(
     state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with socket.socket() as taken:
-        taken.bind((LOOPBACK, 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with _taken_port() as port:
         assert not labforward.start(port, [f"{LOOPBACK}:{free_port()}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
@@ -392,3 +397,249 @@ def test_lab_help_on_every_subcommand(capsys: pytest.CaptureFixture[str]) -> Non
     assert "--forward-port" in shown
     assert "--prometheus-port" in shown
     assert "--nodes" in shown
+
+
+# --- cgroups: a node's processes, found, frozen, killed and removed ----------------------
+
+
+V1_CONTROLLERS = ("cpu", "pids", "freezer", "name=systemd")
+
+
+def _fake_mountinfo(tmp_path: Path, layout: str) -> Path:
+    """A mountinfo whose cgroup hierarchies are folders in tmp_path (v1: one per controller,
+    v2: one unified), with a proc mount and a duplicate mount that must be ignored."""
+    lines = ["20 1 0:5 / /proc rw,nosuid - proc proc rw"]
+    if layout == "v1":
+        for number, controller in enumerate(V1_CONTROLLERS):
+            point = tmp_path / "cg" / controller.removeprefix("name=")
+            lines.append(
+                f"{30 + number} 25 0:{40 + number} / {point} rw,relatime - cgroup cgroup "
+                f"rw,{controller}"
+            )
+        lines.append(f"50 25 0:41 / {tmp_path}/elsewhere rw - cgroup cgroup rw,pids")
+    else:
+        lines.append(f"30 25 0:40 / {tmp_path}/cg/unified rw - cgroup2 cgroup2 rw,nsdelegate")
+        lines.append(f"50 25 0:40 / {tmp_path}/elsewhere rw - cgroup2 cgroup2 rw,nsdelegate")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("\n".join(lines) + "\n")
+    return mountinfo
+
+
+def _fake_cgroup(hierarchy: cgroups.Hierarchy, cgroup: str, pids: list[int]) -> Path:
+    """A cgroup folder as the kernel shows it: cgroup.procs, and the freezer's files."""
+    folder = hierarchy.folder(cgroup)
+    assert folder is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cgroup.procs").write_text("".join(f"{pid}\n" for pid in pids))
+    if hierarchy.version == 2:
+        (folder / "cgroup.freeze").write_text("0\n")
+        (folder / "cgroup.events").write_text("populated 1\nfrozen 1\n")
+    elif "freezer" in hierarchy.controllers:
+        (folder / "freezer.state").write_text("THAWED\n")
+    return folder
+
+
+def test_cgroup_hierarchies_from_mountinfo(tmp_path: Path) -> None:
+    v1 = cgroups.hierarchies(_fake_mountinfo(tmp_path, "v1"))
+    assert [(h.mountpoint.name, h.version, h.root) for h in v1] == [
+        ("cpu", 1, "/"),
+        ("pids", 1, "/"),
+        ("freezer", 1, "/"),
+        ("systemd", 1, "/"),
+    ]
+    assert v1[3].controllers == frozenset({"name=systemd"})
+    v2 = cgroups.hierarchies(_fake_mountinfo(tmp_path, "v2"))
+    assert [(h.mountpoint, h.version) for h in v2] == [(tmp_path / "cg" / "unified", 2)]
+    assert v2[0].folder("/dockercoins-lab/node2") == tmp_path / "cg/unified/dockercoins-lab/node2"
+    assert v2[0].folder("/") == tmp_path / "cg" / "unified"
+    # a hierarchy mounted from a cgroup below the root (a cgroup namespace, a bind mount)
+    inner = cgroups.Hierarchy(tmp_path, "/outer", 2, frozenset())
+    assert inner.folder("/outer/a") == tmp_path / "a"
+    assert inner.folder("/other/a") is None
+    assert cgroups.hierarchies()  # this machine's own, whatever its layout
+
+
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_cgroup_pids_under_a_parent_recursively(tmp_path: Path, layout: str) -> None:
+    found = cgroups.hierarchies(_fake_mountinfo(tmp_path, layout))
+    first, last = found[0], found[-1]
+    _fake_cgroup(first, "/dockercoins-lab/node2", [])
+    _fake_cgroup(first, "/dockercoins-lab/node2/aaa", [101, 102])
+    if last is not first:  # v1: the same cgroup in another hierarchy
+        _fake_cgroup(last, "/dockercoins-lab/node2/aaa", [102, 103])
+    _fake_cgroup(last, "/dockercoins-lab/node2/bbb/inner", [104])
+    _fake_cgroup(first, "/dockercoins-lab/node3/ccc", [201])
+    _fake_cgroup(first, "/docker/ddd", [301])
+    expected = [101, 102, 103, 104] if layout == "v1" else [101, 102, 104]
+    assert cgroups.pids_under("/dockercoins-lab/node2", found) == expected
+    assert cgroups.pids_under("/dockercoins-lab", found) == [*expected, 201]
+    assert cgroups.pids_under("/dockercoins-lab/node9", found) == []
+    assert cgroups.children("/dockercoins-lab", found) == ["node2", "node3"]
+    assert cgroups.children("/dockercoins-lab/node2", found) == ["aaa", "bbb"]
+
+
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_cgroup_kill_all_freezes_kills_and_thaws(tmp_path: Path, layout: str) -> None:
+    found = cgroups.hierarchies(_fake_mountinfo(tmp_path, layout))
+    freezer = next(h for h in found if h.version == 2 or "freezer" in h.controllers)
+    sleepers = [subprocess.Popen(["sleep", "60"]) for _ in range(4)]
+    try:
+        inside, daemon, outside = sleepers[:2], sleepers[2], sleepers[3]
+        top = _fake_cgroup(freezer, "/dockercoins-lab/node2", [])
+        _fake_cgroup(freezer, "/dockercoins-lab/node2/aaa", [p.pid for p in inside])
+        _fake_cgroup(freezer, "/dockercoins-lab/node3/bbb", [outside.pid])
+        control = top / ("freezer.state" if layout == "v1" else "cgroup.freeze")
+        with cgroups.frozen("/dockercoins-lab/node2", found) as took:
+            assert took
+            assert control.read_text() == ("FROZEN" if layout == "v1" else "1")
+        assert control.read_text() == ("THAWED" if layout == "v1" else "0")
+        assert cgroups.kill_all("/dockercoins-lab/node2", also=[daemon.pid], found=found) == []
+        assert all(not processes.is_alive(p.pid) for p in [*inside, daemon])
+        assert processes.is_alive(outside.pid)  # another node's cgroup is never touched
+        assert control.read_text() == ("THAWED" if layout == "v1" else "0")
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait()
+
+
+def test_cgroup_kill_all_without_a_freezer_and_without_the_cgroup(tmp_path: Path) -> None:
+    found = [h for h in cgroups.hierarchies(_fake_mountinfo(tmp_path, "v1")) if h.version == 1]
+    pids_only = [h for h in found if "pids" in h.controllers]
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        _fake_cgroup(pids_only[0], "/dockercoins-lab/node1/aaa", [sleeper.pid])
+        with cgroups.frozen("/dockercoins-lab/node1", pids_only) as took:
+            assert not took
+        assert cgroups.kill_all("/dockercoins-lab/node1", found=pids_only) == []
+        assert not processes.is_alive(sleeper.pid)
+        assert cgroups.kill_all("/dockercoins-lab/node7", found=found) == []
+        assert cgroups.remove("/dockercoins-lab/node7", found) == []
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _real_hierarchies(layout: str) -> list[cgroups.Hierarchy]:
+    """This machine's hierarchies of `layout` that a test may create cgroups in (v1: pids
+    and freezer, which need no setup; v2: the unified one)."""
+    if os.geteuid() != 0:
+        pytest.skip("creating cgroups needs root")
+    if layout == "v1":
+        usable = [h for h in cgroups.hierarchies() if h.controllers & {"pids", "freezer"}]
+    else:
+        usable = [h for h in cgroups.hierarchies() if h.version == 2]
+    usable = [h for h in usable if os.access(h.mountpoint, os.W_OK)]
+    if not usable:
+        pytest.skip(f"no writable cgroup {layout} hierarchy here")
+    return usable
+
+
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_cgroup_kill_all_and_remove_in_real_cgroups(layout: str) -> None:
+    found = _real_hierarchies(layout)
+    parent = f"/dockercoins-test-{uuid.uuid4().hex[:12]}"
+    # shells that keep forking and ignore SIGTERM: only a frozen SIGKILL stops them all
+    script = "trap '' TERM; while :; do sleep 0.05; done"
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        for hierarchy in found:
+            folder = hierarchy.folder(parent)
+            assert folder is not None
+            try:
+                (folder / "node2" / "ccc").mkdir(parents=True)
+            except OSError as error:
+                pytest.skip(f"cannot create a cgroup in {hierarchy.mountpoint}: {error}")
+        for number in range(3):
+            shell = subprocess.Popen(["sh", "-c", script])
+            started.append(shell)
+            child = "node2/ccc" if number else "node2"
+            for hierarchy in found:
+                folder = hierarchy.folder(f"{parent}/{child}")
+                assert folder is not None
+                (folder / "cgroup.procs").write_text(str(shell.pid))
+        wait_for(lambda: len(cgroups.pids_under(parent, found)) >= 6, timeout=10)
+        assert {p.pid for p in started} <= set(cgroups.pids_under(f"{parent}/node2", found))
+        assert cgroups.children(parent, found) == ["node2"]
+        assert cgroups.remove(parent, found)  # busy: nothing removed while processes run
+        assert cgroups.kill_all(parent, found=found, timeout=10) == []
+        assert all(not processes.is_alive(p.pid) for p in started)
+        assert cgroups.pids_under(parent, found) == []
+        assert cgroups.remove(parent, found) == []
+        assert cgroups.folders(parent, found) == []
+    finally:
+        for shell in started:
+            shell.kill()
+            shell.wait()
+        cgroups.kill_all(parent, found=found, timeout=5)
+        cgroups.remove(parent, found)
+
+
+# --- the nodes' dockerd and `lab node` ---------------------------------------------------
+
+
+def test_lab_node_dockerd_puts_its_containers_under_its_cgroup(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dockerd, "dockerd_binary", lambda: "/usr/bin/dockerd")
+    assert nodes.cgroup(2) == "/dockercoins-lab/node2"
+    command = nodes.dockerd_command(2, "10.213.47.1:5000")
+    assert command[:3] == ["/usr/bin/dockerd", "--data-root", f"{state_dir}/lab/node2/data"]
+    assert command[-4:] == [
+        "--exec-opt",
+        "native.cgroupdriver=cgroupfs",
+        "--cgroup-parent",
+        "/dockercoins-lab/node2",
+    ]
+    assert "--insecure-registry" in command
+    assert not nodes.runs_current_command(2, "10.213.47.1:5000")  # no daemon here
+
+
+def test_lab_node_commands_parse() -> None:
+    parser = cli.build_parser()
+    for action in ("kill", "stop", "start"):
+        args = parser.parse_args(["lab", "node", action, "node2"])
+        assert (args.lab_command, args.node_action, args.node) == ("node", action, "node2")
+        assert callable(args.func)
+
+
+def test_lab_node_bad_name_is_one_usage_line(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("node0", "node10", "2", "nodeX", "dcbr0"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["lab", "node", "kill", bad])
+        assert exit_info.value.code == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last == (
+            f"dockercoins lab node kill: error: argument NODE: not a lab node: {bad!r} "
+            "(node1 to node9)"
+        )
+
+
+def test_lab_node_outside_the_lab_is_one_line(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dockercoins.lab import state as lab_state
+
+    assert cli.main(["lab", "node", "stop", "node2"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "dockercoins: error: no lab is up: bring one up with `dockercoins lab up`"
+    ]
+    members = tuple(
+        lab_state.LabNode(f"node{i}", labnet.node_ip(i), f"/run/node{i}.sock") for i in (1, 2, 3)
+    )
+    lab_state.save(lab_state.LabState(members, "dcbr0", labnet.HOST_IP, labnet.REGISTRY_ADDRESS))
+    for action in ("kill", "stop", "start"):
+        assert cli.main(["lab", "node", action, "node5"]) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [
+            "dockercoins: error: node5 is not a node of the lab (node1, node2, node3)"
+        ]
+
+
+def test_lab_node_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["lab", "node"], ["lab", "node", "kill"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*command, "--help"])
+        assert exit_info.value.code == 0
+    shown = capsys.readouterr().out
+    assert "power loss" in shown
+    assert "NODE" in shown

@@ -1,4 +1,5 @@
-"""Subcommands: `lab up`, `lab status`, `lab down` (the multi-node Swarm lab on one host)."""
+"""Subcommands: `lab up`, `lab status`, `lab down`, `lab node kill|stop|start NODE` (the
+multi-node Swarm lab on one host)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 from dockercoins import ui
 from dockercoins.cli.common import Subparsers, int_between, tcp_port
-from dockercoins.lab.network import DEFAULT_NODES, MAX_NODES
+from dockercoins.lab.network import DEFAULT_NODES, MAX_NODES, NODE_NAME
 from dockercoins.names import PROMETHEUS_PORT, WEBUI_PUBLISHED_PORT
 
 
@@ -66,10 +67,12 @@ def register(subparsers: Subparsers) -> None:
     down = commands.add_parser(
         "down",
         help="remove the lab: daemons, namespaces, links, bridge, rule, mounts, registry",
-        description="Tear the lab down and leave nothing running: daemons (by pid), "
-        "namespaces, veths, the bridge, the iptables rule, the mounts under the data roots, "
-        "the registry and the forwarders. The nodes' data roots (their images) and the "
-        "registry's storage are kept so the next `lab up` is fast; --purge deletes them too.",
+        description="Tear the lab down and leave nothing running: daemons (by pid), every "
+        "process in the lab's cgroups (also the containers of a node that died), namespaces, "
+        "veths, the bridge, the iptables rule, the mounts under the data roots, the registry "
+        "and the forwarders; then check that none of it is left. The nodes' data roots (their "
+        "images) and the registry's storage are kept so the next `lab up` is fast; --purge "
+        "deletes them too.",
     )
     down.add_argument(
         "--purge",
@@ -77,12 +80,40 @@ def register(subparsers: Subparsers) -> None:
         help="also delete the nodes' data roots (images) and the registry's storage",
     )
     down.set_defaults(func=_down)
+    _register_node(commands)
+
+
+def node_name(text: str) -> str:
+    """A lab node's name: node1 to node<MAX_NODES>."""
+    match = NODE_NAME.match(text)
+    if not match or not 1 <= int(match.group(1)) <= MAX_NODES:
+        raise argparse.ArgumentTypeError(f"not a lab node: {text!r} (node1 to node{MAX_NODES})")
+    return text
+
+
+def _register_node(commands: Subparsers) -> None:
+    node = commands.add_parser(
+        "node",
+        help="kill, stop or start one node (fault drills)",
+        description="Act on one node of a running lab. `kill` is a power loss: the node's "
+        "daemons and every process of its containers (its cgroup) are SIGKILLed in one "
+        "frozen moment and nothing is cleaned. `stop` stops its dockerd cleanly. `start` "
+        "brings it back and into the swarm, as `lab up` would (`lab up` repairs every node).",
+    )
+    actions = node.add_subparsers(dest="node_action", metavar="ACTION", required=True)
+    for name, func, text in (
+        ("kill", _node_kill, "SIGKILL the node's daemons and containers at once (power loss)"),
+        ("stop", _node_stop, "stop the node's dockerd cleanly (its containers stop with it)"),
+        ("start", _node_start, "bring the node's dockerd back and rejoin the swarm"),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("node", type=node_name, metavar="NODE", help="node1, node2, ...")
+        action.set_defaults(func=func)
 
 
 def _up(args: argparse.Namespace) -> int:
     from dockercoins.lab import lifecycle
 
-    # One line and exit status 1, not a usage error (exit 2): the unit tests state it.
     started = time.monotonic()
     state = lifecycle.up(args.nodes, args.forward_port, args.prometheus_port)
     ui.info(
@@ -124,4 +155,33 @@ def _down(args: argparse.Namespace) -> int:
     started = time.monotonic()
     lifecycle.down(purge=args.purge)
     ui.info(f"lab down in {time.monotonic() - started:.1f} s: nothing of the lab is running")
+    return 0
+
+
+def _node_kill(args: argparse.Namespace) -> int:
+    from dockercoins.lab import node_control
+
+    killed = node_control.kill(args.node)
+    ui.info(
+        f"{args.node}: {killed} processes killed at once (daemons and containers); "
+        f"`dockercoins lab node start {args.node}` or `dockercoins lab up` brings it back"
+    )
+    return 0
+
+
+def _node_stop(args: argparse.Namespace) -> int:
+    from dockercoins.lab import node_control
+
+    started = time.monotonic()
+    node_control.stop(args.node)
+    ui.info(f"{args.node}: stopped in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _node_start(args: argparse.Namespace) -> int:
+    from dockercoins.lab import node_control
+
+    started = time.monotonic()
+    node_control.start(args.node)
+    ui.info(f"{args.node}: up and in the swarm in {time.monotonic() - started:.1f} s")
     return 0

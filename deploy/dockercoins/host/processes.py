@@ -66,7 +66,8 @@ def pidfile_process(path: Path, marker: str) -> int | None:
 
 
 def processes_rooted_under(directory: Path) -> list[int]:
-    """Pids whose root directory (chroot, container rootfs) is inside `directory`."""
+    """Pids whose root directory (a chroot) is inside `directory`. A container that
+    pivot_root'ed in its own mount namespace shows "/" here: find those by cgroup."""
     prefix = str(directory.resolve()) + "/"
     found = []
     for entry in Path("/proc").iterdir():

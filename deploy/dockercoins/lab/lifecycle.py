@@ -5,7 +5,7 @@ dockerd per node, the registry on the bridge address, the base images on every n
 swarm (init on node1, join of the others: lab.cluster), the web UI and Prometheus
 forwarders; then records the lab (lab.state). Each step checks what is there first and
 keeps what works, so a second `up` is fast and a crashed run is cleaned and restarted.
-`down` removes all of it.
+`down` removes all of it, then checks that nothing is left (lab.leftovers).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from dockercoins import ui
 from dockercoins.errors import UserError
-from dockercoins.host import dockerd, mounts
-from dockercoins.lab import cluster, nodes
+from dockercoins.host import cgroups, dockerd
+from dockercoins.lab import cluster, leftovers, nodes
 from dockercoins.lab import forward as labforward
 from dockercoins.lab import network as labnet
 from dockercoins.lab import state as lab_state
@@ -41,9 +41,9 @@ def require_root() -> None:
 
 
 @contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    """One `lab up`/`lab down` at a time on this host (bounded wait): the namespaces and
-    the bridge are host-wide, so the lock is too."""
+def locked() -> Iterator[None]:
+    """One `lab up`/`lab down`/`lab node` at a time on this host (bounded wait): the
+    namespaces and the bridge are host-wide, so the lock is too."""
     LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
     with LOCK_FILE.open("w") as handle:
         deadline = time.monotonic() + 600
@@ -79,8 +79,13 @@ def _state(count: int, forward_port: int, prometheus_port: int) -> LabState:
 
 
 def _existing_node_indexes() -> list[int]:
-    """Nodes that have something on the host: a namespace or a folder."""
+    """Nodes that have something on the host: a namespace, a folder or a cgroup."""
     found = {labnet.node_index(name) for name in labnet.namespaces()}
+    found |= {
+        labnet.node_index(name)
+        for name in cgroups.children(nodes.CGROUP_ROOT)
+        if labnet.NODE_NAME.match(name)
+    }
     if lab_dir().exists():
         found |= {
             labnet.node_index(path.name)
@@ -104,7 +109,7 @@ def up(
     if not 1 <= count <= labnet.MAX_NODES:
         raise ValueError(f"a lab has 1 to {labnet.MAX_NODES} nodes, not {count}")
     require_root()
-    with _locked():
+    with locked():
         state = _state(count, forward_port, prometheus_port)
         extra = [i for i in _existing_node_indexes() if i > count]
         if extra:
@@ -117,7 +122,7 @@ def up(
         for index in range(1, count + 1):
             name = labnet.node_name(index)
             with ui.step(f"{name}: namespace and dockerd ({labnet.node_ip(index)})"):
-                _ensure_node(index)
+                ensure_node(index)
         with ui.step(f"registry on {labnet.REGISTRY_ADDRESS}"):
             _ensure_registry()
         with ui.step("base images on every node"):
@@ -135,8 +140,14 @@ def up(
         return state
 
 
-def _ensure_node(index: int) -> None:
-    if labnet.node_net_ok(index) and nodes.daemon(index).healthy():
+def ensure_node(index: int) -> None:
+    """The node's namespace and dockerd as this version makes them: kept when they are,
+    else whatever is left of the node is cleaned and it is made again."""
+    if (
+        labnet.node_net_ok(index)
+        and nodes.daemon(index).healthy()
+        and nodes.runs_current_command(index, labnet.REGISTRY_ADDRESS)
+    ):
         return
     nodes.stop(index)  # whatever a crashed run left: processes, mounts, exec root
     labnet.delete_node_net(index)
@@ -168,7 +179,7 @@ def down(purge: bool = False) -> None:
     """Remove everything `up` made. Node data roots (images) and the registry's storage are
     kept for a fast next `up` unless `purge`; the swarm state is always removed."""
     require_root()
-    with _locked():
+    with locked():
         with ui.step("web UI and Prometheus forwarders"):
             labforward.stop_all()
         for index in _existing_node_indexes():
@@ -181,10 +192,13 @@ def down(purge: bool = False) -> None:
         with ui.step(f"bridge {labnet.BRIDGE} and its FORWARD rule"):
             labnet.remove_forward_rule()
             labnet.delete_bridge()
+        with ui.step(f"cgroups {nodes.CGROUP_ROOT}"):
+            cgroups.kill_all(nodes.CGROUP_ROOT)
+            cgroups.remove(nodes.CGROUP_ROOT)
         lab_state.forget()
-        left = mounts.mounts_under(lab_dir())
+        left = leftovers.leftovers()
         if left:
-            raise UserError(f"{len(left)} mounts are left under {lab_dir()}, e.g. {left[0]}")
+            raise UserError(f"lab down left {'; '.join(left)}")
 
 
 def _remove_node(index: int, purge: bool) -> None:
