@@ -86,10 +86,7 @@ def build(
     nocache: bool = False,
 ) -> list[BuiltImage]:
     """Build `services` as REGISTRY/NAMESPACE/<service>:TAG; returns what was built."""
-    names = naming.check_services(list(services))
-    naming.check_registry(registry)
-    naming.check_namespace(namespace)
-    naming.check_tag(tag)
+    names = naming.check_all(list(services), registry, namespace, tag)
     with dockerapi.docker_errors(failed="build failed"):
         base_ref = resolve_base(client, base)
         base_size = int(client.api.inspect_image(base_ref)["Size"])
@@ -178,10 +175,7 @@ def push(
     tag: str,
 ) -> list[PushedImage]:
     """Push REGISTRY/NAMESPACE/<service>:TAG for each service; UserError on any failure."""
-    names = naming.check_services(list(services))
-    naming.check_registry(registry)
-    naming.check_namespace(namespace)
-    naming.check_tag(tag)
+    names = naming.check_all(list(services), registry, namespace, tag)
     refs = {name: naming.image_ref(registry, namespace, name, tag) for name in names}
     with dockerapi.docker_errors(failed="push failed"):
         missing = [ref for ref in refs.values() if not _has_image(client, ref)]

@@ -71,6 +71,16 @@ def check_services(names: list[str] | None) -> list[str]:
     return names
 
 
+def check_all(services: list[str] | None, registry: str, namespace: str, tag: str) -> list[str]:
+    """The services named (see check_services), after checking every part of their image
+    names; UserError on the first bad one."""
+    names = check_services(services)
+    check_registry(registry)
+    check_namespace(namespace)
+    check_tag(tag)
+    return names
+
+
 def repository(registry: str, namespace: str, service: str) -> str:
     return f"{registry}/{namespace}/{service}"
 
