@@ -1,10 +1,17 @@
 """hasher: POST / answers the lowercase hex sha256 of the body, slowly but many at once.
 
+The body is hashed as it streams in, never held whole. What bounds memory under load is the
+number of hash requests held at once, HASHER_MAX_BODIES: each holds about 64 KiB of unread
+body at most (uvicorn stops reading a connection past that, give or take one read) plus the
+chunk being hashed. A POST / that comes when that many are held gets 503 at once, with
+Retry-After and the connection closed, its body unread; GET / (the health check's route) is
+never refused.
+
 Settings (environment, read and checked in hasher_settings.py): HOST (0.0.0.0), PORT (80),
 HASHER_DELAY (0.1 s per answer; requests are not serialised), HASHER_MAX_BYTES (1048576; a
-larger body gets 413 without being read into memory), LOG_LEVEL (INFO), ACCESS_LOG (0),
-METRICS (1: GET /metrics answers the Prometheus metrics of hasher_metrics.py; 0: 404),
-DOCKERCOINS_NODE (empty; the swarm node's name, for the metrics).
+larger body gets 413 without being read into memory), HASHER_MAX_BODIES (256), LOG_LEVEL
+(INFO), ACCESS_LOG (0), METRICS (1: GET /metrics answers the Prometheus metrics of
+hasher_metrics.py; 0: 404), DOCKERCOINS_NODE (empty; the swarm node's name, for the metrics).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import re
 import socket
 import sys
@@ -63,10 +71,44 @@ async def hash_stream(request: Request, max_bytes: int) -> tuple[str, int]:
     return digest.hexdigest(), total
 
 
+class Holds:
+    """Counts the hash requests held right now and refuses one past `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self.held = 0
+
+    def take(self) -> bool:
+        """Hold one more if there is room; False (nothing taken) when `limit` are held."""
+        if self.held >= self.limit:
+            return False
+        self.held += 1
+        return True
+
+    def give_back(self) -> None:
+        if self.held <= 0:
+            raise RuntimeError("give_back() without take()")
+        self.held -= 1
+
+
+# The body of a hash request, for the OpenAPI schema (not served; the fuzz tests read it).
+BODY_SCHEMA = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="hasher", docs_url=None, redoc_url=None, openapi_url=None)
     banner = f"HASHER running on {socket.gethostname()}\n"
-    metrics = HasherMetrics(settings.node or "") if settings.metrics else None
+    holds = Holds(settings.max_bodies)
+    metrics = HasherMetrics(settings.node or "", lambda: holds.held) if settings.metrics else None
+    # Whole seconds: a held request is done within about one delay.
+    busy_headers = {"Retry-After": str(max(1, math.ceil(settings.delay))), "Connection": "close"}
 
     @app.get("/")
     async def index() -> PlainTextResponse:
@@ -78,8 +120,20 @@ def create_app(settings: Settings) -> FastAPI:
         async def metrics_page() -> Response:
             return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
-    @app.post("/")
+    @app.post("/", openapi_extra=BODY_SCHEMA)
     async def hash_body(request: Request) -> Response:
+        if not holds.take():
+            if metrics is not None:
+                metrics.refused.inc()
+            # Not read: the body stays on the wire, so the connection is closed after this.
+            message = f"hasher is busy: {holds.limit} hash requests held at once; retry later"
+            return JSONResponse({"error": message}, status_code=503, headers=busy_headers)
+        try:
+            return await answer(request)
+        finally:
+            holds.give_back()
+
+    async def answer(request: Request) -> Response:
         began = time.perf_counter()
         try:
             check_declared_length(request.headers.get("content-length"), settings.max_bytes)
@@ -114,11 +168,12 @@ def main() -> int:
         return 2
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     log.info(
-        "hasher starting on %s:%d: delay %.3f s, bodies up to %d bytes, metrics %s",
+        "hasher starting on %s:%d: delay %.3f s, bodies up to %d bytes, %d at once, metrics %s",
         settings.host,
         settings.port,
         settings.delay,
         settings.max_bytes,
+        settings.max_bodies,
         "on" if settings.metrics else "off",
     )
     uvicorn.run(

@@ -1,14 +1,17 @@
 """hasher's Prometheus metrics, served at GET /metrics: bodies hashed, their bytes, the time
-to answer, and the instance's identity (dockercoins_instance_info)."""
+to answer, requests held now and refused for lack of room, and the instance's identity
+(dockercoins_instance_info)."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     Info,
     generate_latest,
@@ -29,7 +32,7 @@ DURATION_BUCKETS = (
 class HasherMetrics:
     """One registry per app, so that several apps in one process (tests) do not collide."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, held: Callable[[], float] = lambda: 0) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -48,6 +51,17 @@ class HasherMetrics:
         self.bytes = Counter(
             "dockercoins_hasher_bytes", "Body bytes hashed", registry=self.registry
         )
+        self.refused = Counter(
+            "dockercoins_hasher_refused",
+            "Hash requests refused with 503 because HASHER_MAX_BODIES were held already",
+            registry=self.registry,
+        )
+        in_progress = Gauge(
+            "dockercoins_hasher_requests_in_progress",
+            "Hash requests held right now (at most HASHER_MAX_BODIES)",
+            registry=self.registry,
+        )
+        in_progress.set_function(held)
         self.duration = Histogram(
             "dockercoins_hasher_request_duration_seconds",
             "Time from the start of a hash request to its answer (reading, hashing, delay)",

@@ -1,8 +1,9 @@
 """hasher's settings: every environment variable it reads, read and checked in one place.
 
 HOST (0.0.0.0), PORT (80), HASHER_DELAY (0.1 s per answer; requests are not serialised),
-HASHER_MAX_BYTES (1048576; a larger body gets 413 without being read into memory), LOG_LEVEL
-(INFO), ACCESS_LOG (0), METRICS (1: serve /metrics),
+HASHER_MAX_BYTES (1048576; a larger body gets 413 without being read into memory),
+HASHER_MAX_BODIES (256 hash requests held at once; past it 503 with Retry-After at once),
+LOG_LEVEL (INFO), ACCESS_LOG (0), METRICS (1: serve /metrics),
 DOCKERCOINS_NODE (empty; the swarm node's name, for the metrics' instance label).
 
 Rules, the same in all four services: a value is trimmed and an empty one means the default;
@@ -141,6 +142,7 @@ class Settings(ServiceSettings):
     port: Whole = Field(default=80, alias="PORT", ge=1, le=65535)
     delay: Decimal = Field(default=0.1, alias="HASHER_DELAY", ge=0)
     max_bytes: Whole = Field(default=1048576, alias="HASHER_MAX_BYTES", ge=0)
+    max_bodies: Whole = Field(default=256, alias="HASHER_MAX_BODIES", ge=1)
     log_level: LogLevel = Field(default="INFO", alias="LOG_LEVEL")
     access_log: Flag = Field(default=False, alias="ACCESS_LOG")
     metrics: Flag = Field(default=True, alias="METRICS")

@@ -1,6 +1,6 @@
 """rng's Prometheus metrics, served at GET /metrics: answers and bytes served, requests
-waiting their turn at the gate and how long they waited, and the instance's identity
-(dockercoins_instance_info)."""
+waiting their turn at the gate and how long they waited, requests refused with the queue
+full, and the instance's identity (dockercoins_instance_info)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,11 @@ class RngMetrics:
             registry=self.registry,
         )
         self.bytes = Counter("dockercoins_rng_bytes", "Random bytes served", registry=self.registry)
+        self.refused = Counter(
+            "dockercoins_rng_refused",
+            "Random-byte requests refused with 503 because the queue was full (RNG_MAX_WAITING)",
+            registry=self.registry,
+        )
         self.wait = Histogram(
             "dockercoins_rng_wait_seconds",
             "Time a request waited for its turn at the gate (RNG_CONCURRENCY) before its answer",

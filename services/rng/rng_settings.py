@@ -1,7 +1,8 @@
 """rng's settings: every environment variable it reads, read and checked in one place.
 
 HOST (0.0.0.0), PORT (80), RNG_DELAY (0.1 s per answer), RNG_CONCURRENCY (1 answer at a
-time; the others wait their turn in arrival order), RNG_MAX_BYTES (1048576), LOG_LEVEL (INFO),
+time; the others wait their turn in arrival order), RNG_MAX_WAITING (100 requests waiting at
+most; past it 503 with Retry-After at once), RNG_MAX_BYTES (1048576), LOG_LEVEL (INFO),
 ACCESS_LOG (0), METRICS (1: serve /metrics),
 DOCKERCOINS_NODE (empty; the swarm node's name, for the metrics' instance label).
 
@@ -141,6 +142,8 @@ class Settings(ServiceSettings):
     port: Whole = Field(default=80, alias="PORT", ge=1, le=65535)
     delay: Decimal = Field(default=0.1, alias="RNG_DELAY", ge=0)
     concurrency: Whole = Field(default=1, alias="RNG_CONCURRENCY", ge=1)
+    # 100 x 0.1 s: a request at the back of a full queue waits about 10 s, the worker's timeout.
+    max_waiting: Whole = Field(default=100, alias="RNG_MAX_WAITING", ge=0)
     max_bytes: Whole = Field(default=1048576, alias="RNG_MAX_BYTES", ge=0)
     log_level: LogLevel = Field(default="INFO", alias="LOG_LEVEL")
     access_log: Flag = Field(default=False, alias="ACCESS_LOG")

@@ -19,9 +19,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 # rng answers/s per instance (IP:port), with the node each instance runs on when it has one.
+# The info series joined is the newest per instance: an address that comes back on another
+# node after a redeploy would otherwise match two series (a "duplicate series" error).
 RNG_RATES_QUERY = (
     "sum by (instance, node) (rate(dockercoins_rng_requests_total[15s])"
-    " * on (instance) group_left(node) dockercoins_instance_info)"
+    " * on (instance) group_left(node)"
+    " (topk by (instance) (1, timestamp(dockercoins_instance_info)) * 0 + 1))"
 )
 QUERY_PATH = "/api/v1/query"
 NOT_CONFIGURED = "Prometheus not configured (PROMETHEUS_URL is unset)"

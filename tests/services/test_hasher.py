@@ -227,3 +227,49 @@ def test_metrics_off_is_404_and_hashing_still_works(start_service: StartService)
     with httpx.Client(base_url=hasher.url, timeout=5) as client:
         assert client.get("/metrics").status_code == 404
         assert client.post("/", content=b"abc").text == ABC_SHA256
+
+
+# --- the cap on requests held at once ---------------------------------------------------------
+
+IN_PROGRESS = "dockercoins_hasher_requests_in_progress"
+REFUSED = "dockercoins_hasher_refused_total"
+
+
+def test_requests_past_max_bodies_get_503_at_once(start_service: StartService) -> None:
+    """HASHER_MAX_BODIES=2 with 1.5 s each: while two are held, more POSTs get 503 with
+    Retry-After and the connection closed, even a body above the size cap (it is not read);
+    GET / still answers; the two held are answered, and then there is room again."""
+    hasher = start_service(
+        "hasher", HASHER_DELAY="1.5", HASHER_MAX_BODIES="2", HASHER_MAX_BYTES="1000"
+    )
+
+    async def scenario() -> None:
+        limits = httpx.Limits(max_connections=20)
+        async with httpx.AsyncClient(base_url=hasher.url, timeout=30, limits=limits) as client:
+            held = [asyncio.create_task(client.post("/", content=b"%d" % n)) for n in range(2)]
+            async with asyncio.timeout(20):
+                while True:
+                    if page_of(await client.get("/metrics")).value(IN_PROGRESS) >= 2:
+                        break
+                    await asyncio.sleep(0.01)
+            refused = await asyncio.gather(
+                client.post("/", content=b"abc"), client.post("/", content=b"x" * 5000)
+            )
+            health = await client.get("/")
+            page = page_of(await client.get("/metrics"))
+            for answer in refused:
+                assert answer.status_code == 503
+                assert answer.headers["retry-after"] == "2"  # 1.5 s, rounded up
+                assert answer.headers["connection"] == "close"
+                assert "busy" in answer.json()["error"]
+            assert health.status_code == 200
+            assert (page.value(IN_PROGRESS), page.value(REFUSED)) == (2, 2)
+            answers = await asyncio.gather(*held)
+            assert [a.text for a in answers] == [
+                hashlib.sha256(b"%d" % n).hexdigest() for n in range(2)
+            ]
+            assert (await client.post("/", content=b"abc")).text == ABC_SHA256
+            assert page_of(await client.get("/metrics")).value(IN_PROGRESS) == 0
+
+    asyncio.run(scenario())
+    assert "Traceback" not in hasher.logs()

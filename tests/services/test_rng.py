@@ -12,7 +12,7 @@ import httpx
 import pytest
 from dockercoins.bench.metrics_page import MetricsPage
 
-from tests.support.servers import ServiceProcess
+from tests.support.servers import LOOPBACK, ServiceProcess
 
 StartService = Callable[..., ServiceProcess]
 
@@ -150,6 +150,8 @@ BYTES = "dockercoins_rng_bytes_total"
 WAITS = "dockercoins_rng_wait_seconds_count"
 WAITED = "dockercoins_rng_wait_seconds_sum"
 QUEUE = "dockercoins_rng_queue_length"
+ACTIVE = "dockercoins_rng_active_requests"
+REFUSED = "dockercoins_rng_refused_total"
 
 
 def page_of(answer: httpx.Response) -> MetricsPage:
@@ -212,3 +214,121 @@ def test_metrics_off_is_404_and_sizes_still_work(start_service: StartService) ->
         assert client.get("/metrics").status_code == 404
         assert len(client.get("/32").content) == 32
         assert client.get("/abc").status_code == 400
+
+
+# --- a full queue, and the order of arrivals ---------------------------------------------------
+
+
+async def arrived(client: httpx.AsyncClient) -> float:
+    """Requests rng has taken in so far: answered, waiting or being served (from /metrics,
+    which is never queued)."""
+    page = page_of(await client.get("/metrics"))
+    return page.value(REQUESTS) + page.value(QUEUE) + page.value(ACTIVE)
+
+
+async def until_arrived(client: httpx.AsyncClient, count: int) -> None:
+    """Poll /metrics until rng has taken in `count` requests (bounded: 20 s)."""
+    async with asyncio.timeout(20):
+        while True:
+            if await arrived(client) >= count:
+                return
+            await asyncio.sleep(0.005)
+
+
+def test_full_queue_answers_503_with_retry_after_at_once(start_service: StartService) -> None:
+    """One served and one waiting (RNG_MAX_WAITING=1, 1.5 s each, so the gate stays full while
+    the test asks): the next requests are refused with 503 and Retry-After while the queue
+    stays at 1; GET / still answers; both taken are served, and once there is room again a
+    request is taken."""
+    rng = start_service("rng", RNG_DELAY="1.5", RNG_CONCURRENCY="1", RNG_MAX_WAITING="1")
+
+    async def scenario() -> None:
+        limits = httpx.Limits(max_connections=20)
+        async with httpx.AsyncClient(base_url=rng.url, timeout=30, limits=limits) as client:
+            taken = []
+            for n in range(2):
+                taken.append(asyncio.create_task(client.get("/8")))
+                await until_arrived(client, n + 1)
+            refused = await asyncio.gather(*(client.get("/8") for _ in range(3)))
+            page = page_of(await client.get("/metrics"))
+            health = await client.get("/")
+            for answer in refused:
+                assert answer.status_code == 503
+                assert answer.headers["retry-after"] == "2"  # 1 waiting x 1.5 s, rounded up
+                assert "busy" in answer.json()["error"]
+            assert (page.value(ACTIVE), page.value(QUEUE), page.value(REFUSED)) == (1, 1, 3)
+            assert health.status_code == 200
+            assert [(await task).status_code for task in taken] == [200] * 2
+            assert (await client.get("/8")).status_code == 200
+            assert page_of(await client.get("/metrics")).value(REQUESTS) == 3
+
+    asyncio.run(scenario())
+    assert "Traceback" not in rng.logs()
+
+
+def test_many_clients_are_answered_in_the_order_they_arrived(
+    start_service: StartService,
+) -> None:
+    """25 clients, each on a connection of its own, start their requests one after another:
+    client n+1 only once rng's /metrics counts client n in (so the arrival order is known,
+    not guessed from timing). With the default settings (0.1 s, one at a time) they are
+    served in that order: the server's start stamps and the order the answers come back in
+    both follow it."""
+    rng = start_service("rng")
+    clients = 25
+
+    async def scenario() -> tuple[list[int], list[float]]:
+        back: list[int] = []
+        limits = httpx.Limits(max_connections=1)
+        watcher = httpx.AsyncClient(base_url=rng.url, timeout=30)
+        pool = [
+            httpx.AsyncClient(base_url=rng.url, timeout=60, limits=limits) for _ in range(clients)
+        ]
+        try:
+
+            async def one(n: int) -> float:
+                answer = await pool[n].get("/32")
+                assert answer.status_code == 200, answer.text
+                back.append(n)
+                return float(answer.headers["x-rng-started"])
+
+            tasks = []
+            for n in range(clients):
+                tasks.append(asyncio.create_task(one(n)))
+                await until_arrived(watcher, n + 1)
+            started = await asyncio.gather(*tasks)
+        finally:
+            for client in (watcher, *pool):
+                await client.aclose()
+        return back, started
+
+    back, started = asyncio.run(scenario())
+    assert back == list(range(clients))
+    assert started == sorted(started), started
+    assert len(set(started)) == clients
+
+
+def test_a_client_that_gave_up_does_not_get_a_turn(start_service: StartService) -> None:
+    """A is served (1 s), B waits and hangs up, C waits behind B: when A is done B's turn is
+    skipped, so only A and C are answered (and counted), and the queue is empty after."""
+    rng = start_service("rng", RNG_DELAY="1", RNG_CONCURRENCY="1")
+
+    async def scenario() -> MetricsPage:
+        limits = httpx.Limits(max_connections=5)
+        async with httpx.AsyncClient(base_url=rng.url, timeout=30, limits=limits) as client:
+            first = asyncio.create_task(client.get("/8"))
+            await until_arrived(client, 1)
+            _, writer = await asyncio.open_connection(LOOPBACK, rng.port)
+            writer.write(b"GET /8 HTTP/1.1\r\nHost: rng\r\n\r\n")
+            await writer.drain()
+            await until_arrived(client, 2)
+            writer.close()  # B gives up while it waits
+            await writer.wait_closed()
+            last = asyncio.create_task(client.get("/8"))
+            await until_arrived(client, 3)
+            assert (await first).status_code == 200
+            assert (await last).status_code == 200
+            return page_of(await client.get("/metrics"))
+
+    page = asyncio.run(scenario())
+    assert (page.value(REQUESTS), page.value(WAITS), page.value(QUEUE)) == (2, 2, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,6 +112,97 @@ def test_json_is_503_when_the_keys_hold_garbage(
     assert httpx.get(webui.url + "/json", timeout=5).status_code == 503
 
 
+# --- /ledger -----------------------------------------------------------------------------------
+
+SEQ_KEY = "dockercoins:ledger:seq"
+HASHES_KEY = "dockercoins:ledger:hashes"
+
+
+def test_ledger_reports_each_worker(start_service: StartService, redis_server: RedisServer) -> None:
+    webui = start_service("webui", REDIS_URL=redis_server.url)
+    assert httpx.get(webui.url + "/ledger", timeout=5).json() == {"hashes": 0, "workers": {}}
+    store = redis_client(redis_server)
+    store.set("hashes", 130)
+    store.hset(SEQ_KEY, mapping={"worker-a": 7, "worker-b": 2})
+    store.hset(HASHES_KEY, mapping={"worker-a": 100, "worker-b": 30})
+    answer = httpx.get(webui.url + "/ledger", timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.json() == {
+        "hashes": 130,
+        "workers": {"worker-a": {"seq": 7, "hashes": 100}, "worker-b": {"seq": 2, "hashes": 30}},
+    }
+
+
+def test_ledger_numbers_agree_while_workers_write(
+    start_service: StartService, redis_server: RedisServer
+) -> None:
+    """Writers add to `hashes` and their ledger fields in one MULTI/EXEC each, as the workers
+    do; every /ledger read meanwhile must see `hashes` equal to the sum over the workers and
+    each worker's hashes equal to 10 x its seq: all three keys are read in one transaction."""
+    webui = start_service("webui", REDIS_URL=redis_server.url)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        store = redis_client(redis_server)
+        try:
+            for _ in range(2000):  # bounded; stopped sooner once the reads are done
+                if stop.is_set():
+                    return
+                with store.pipeline(transaction=True) as pipe:
+                    pipe.incrby("hashes", 10)
+                    pipe.hincrby(SEQ_KEY, name, 1)
+                    pipe.hincrby(HASHES_KEY, name, 10)
+                    pipe.execute()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    seen = []
+    try:
+        with httpx.Client(base_url=webui.url, timeout=5) as client:
+            for _ in range(150):
+                answer = client.get("/ledger")
+                assert answer.status_code == 200, answer.text
+                seen.append(answer.json())
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert errors == []
+    for data in seen:
+        workers = data["workers"]
+        assert data["hashes"] == sum(w["hashes"] for w in workers.values()), data
+        assert all(w["hashes"] == 10 * w["seq"] for w in workers.values()), data
+    assert seen[-1]["hashes"] > seen[0]["hashes"]  # the writers did write meanwhile
+
+
+def test_ledger_is_503_while_redis_is_away_and_for_garbage(
+    start_service: StartService, redis_server: RedisServer
+) -> None:
+    webui = start_service("webui", REDIS_URL=redis_server.url, REDIS_TIMEOUT="0.5")
+    store = redis_client(redis_server)
+    store.hset(SEQ_KEY, "w", "seven")
+    answer = httpx.get(webui.url + "/ledger", timeout=5)
+    assert answer.status_code == 503
+    assert "dockercoins:ledger:seq field 'w'" in answer.json()["error"]
+    store.delete(SEQ_KEY)
+    store.set(HASHES_KEY, "not a hash")  # HGETALL on a string: WRONGTYPE inside the EXEC
+    assert httpx.get(webui.url + "/ledger", timeout=5).status_code == 503
+    store.delete(HASHES_KEY)
+    assert httpx.get(webui.url + "/ledger", timeout=5).status_code == 200
+
+    redis_server.stop()
+    answer = httpx.get(webui.url + "/ledger", timeout=10)
+    assert answer.status_code == 503
+    assert answer.json()["error"].startswith("redis unavailable")
+    assert "Traceback" not in webui.logs()
+
+
 @pytest.fixture(scope="module")
 def quick_webui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """One webui (with a real Redis) shared by the tests that only fetch pages."""
@@ -172,6 +264,8 @@ BAD_REQUESTS = [
     ("GET", "/index.html/x", 404),
     ("GET", "/%00", 404),
     ("POST", "/json", 405),
+    ("POST", "/ledger", 405),
+    ("GET", "/ledger/x", 404),
     ("DELETE", "/json", 405),
     ("PUT", "/index.html", 405),
     ("POST", "/", 405),

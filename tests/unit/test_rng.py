@@ -1,11 +1,11 @@
-"""rng's pure parts: size parsing, settings and the FIFO gate."""
+"""rng's pure parts: size parsing, settings, the FIFO gate and its cap on waiting requests."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from rng import FifoGate, SizeError, parse_size
+from rng import FifoGate, QueueFull, SizeError, parse_size, retry_after
 from rng_settings import Settings
 
 
@@ -26,10 +26,18 @@ def test_settings_defaults_and_env() -> None:
     assert Settings().delay == 0.1
     assert Settings().concurrency == 1
     assert Settings().max_bytes == 1048576
+    assert Settings().max_waiting == 100
     custom = Settings.from_env(
-        {"RNG_DELAY": "0", "RNG_CONCURRENCY": "4", "RNG_MAX_BYTES": "10", "PORT": "8001"}
+        {
+            "RNG_DELAY": "0",
+            "RNG_CONCURRENCY": "4",
+            "RNG_MAX_BYTES": "10",
+            "RNG_MAX_WAITING": "0",
+            "PORT": "8001",
+        }
     )
     assert (custom.delay, custom.concurrency, custom.max_bytes, custom.port) == (0, 4, 10, 8001)
+    assert custom.max_waiting == 0
 
 
 def test_settings_every_variable_overridden() -> None:
@@ -39,6 +47,7 @@ def test_settings_every_variable_overridden() -> None:
             "PORT": "65535",
             "RNG_DELAY": "0.25",
             "RNG_CONCURRENCY": "007",
+            "RNG_MAX_WAITING": " 5000 ",
             "RNG_MAX_BYTES": "0",
             "LOG_LEVEL": "debug",
             "ACCESS_LOG": "Yes",
@@ -51,6 +60,7 @@ def test_settings_every_variable_overridden() -> None:
         PORT=65535,
         RNG_DELAY=0.25,
         RNG_CONCURRENCY=7,
+        RNG_MAX_WAITING=5000,
         RNG_MAX_BYTES=0,
         LOG_LEVEL="DEBUG",
         ACCESS_LOG=True,
@@ -161,3 +171,86 @@ def test_newcomer_after_a_release_does_not_overtake_the_queue() -> None:
         return order
 
     assert asyncio.run(scenario()) == ["queued 0", "queued 1", "queued 2", "newcomer"]
+
+
+@pytest.mark.parametrize("value", ["-1", "many", "1.5", "+3", "9" * 19])
+def test_max_waiting_refuses_what_is_not_a_whole_number(value: str) -> None:
+    with pytest.raises(ValueError, match="RNG_MAX_WAITING="):
+        Settings.from_env({"RNG_MAX_WAITING": value})
+
+
+def test_full_queue_refuses_at_once_and_takes_again_after_a_turn() -> None:
+    async def scenario() -> list[str]:
+        gate = FifoGate(1, max_waiting=2)
+        order: list[str] = []
+        await gate.acquire()  # the one being served
+
+        async def holder(name: str) -> None:
+            async with gate:
+                order.append(name)
+
+        queued = [asyncio.create_task(holder(f"queued {n}")) for n in range(2)]
+        await asyncio.sleep(0)
+        assert (gate.active, gate.waiting, gate.full()) == (1, 2, True)
+        with pytest.raises(QueueFull):
+            await gate.acquire()
+        assert (gate.active, gate.waiting) == (1, 2)  # the refused one left no trace
+        gate.release()  # "queued 0" gets the slot: one place in the queue is free again
+        await asyncio.sleep(0)
+        assert not gate.full()
+        late = asyncio.create_task(holder("late"))
+        await asyncio.gather(*queued, late)
+        assert (gate.active, gate.waiting) == (0, 0)
+        return order
+
+    assert asyncio.run(scenario()) == ["queued 0", "queued 1", "late"]
+
+
+def test_no_waiting_allowed_still_serves_a_free_slot() -> None:
+    async def scenario() -> None:
+        gate = FifoGate(2, max_waiting=0)
+        await gate.acquire()
+        await gate.acquire()  # both slots free: nobody waits, nobody is refused
+        with pytest.raises(QueueFull):
+            await gate.acquire()
+        gate.release()
+        await gate.acquire()
+        assert gate.active == 2
+
+    asyncio.run(scenario())
+
+
+def test_slot_owed_to_a_waiter_is_not_free_for_a_newcomer() -> None:
+    """Between a release and the waiter running, the slot is the waiter's: with the queue at
+    its cap a newcomer is refused rather than overtaking."""
+
+    async def scenario() -> None:
+        gate = FifoGate(1, max_waiting=1)
+        await gate.acquire()
+        waiter = asyncio.create_task(gate.acquire())
+        await asyncio.sleep(0)
+        gate.release()  # handed to `waiter`, which has not run yet
+        with pytest.raises(QueueFull):
+            await gate.acquire()
+        await waiter
+        assert (gate.active, gate.waiting) == (1, 0)
+
+    asyncio.run(scenario())
+
+
+def test_gate_rejects_a_negative_cap() -> None:
+    with pytest.raises(ValueError, match="max_waiting"):
+        FifoGate(1, max_waiting=-1)
+
+
+@pytest.mark.parametrize(
+    ("waiting", "delay", "capacity", "seconds"),
+    [
+        *[(100, 0.1, 1, 10), (0, 0.1, 1, 1), (5, 0.0, 1, 1), (3, 0.25, 2, 1), (9, 0.5, 2, 3)],
+        *[(100, 5.0, 1, 60), (1, 0.01, 1, 1)],
+    ],
+)
+def test_retry_after_is_the_time_to_drain_in_whole_seconds(
+    waiting: int, delay: float, capacity: int, seconds: int
+) -> None:
+    assert retry_after(waiting, delay, capacity) == seconds

@@ -1,9 +1,9 @@
-"""webui's pure parts: reading the counter, hiding passwords, settings."""
+"""webui's pure parts: reading the counter and the ledger, hiding passwords, settings."""
 
 from __future__ import annotations
 
 import pytest
-from webui import StatsError, parse_hashes
+from webui import StatsError, parse_hashes, parse_ledger
 from webui_settings import Settings, redacted_url
 
 
@@ -12,10 +12,51 @@ def test_counter_values(raw: bytes | str | None, value: int) -> None:
     assert parse_hashes(raw) == value
 
 
-@pytest.mark.parametrize("raw", [b"many", b"1.5", b"", "\xff"])
+@pytest.mark.parametrize("raw", [b"many", b"1.5", b"", "\xff", b" 7", b"1_000", "\u0663", b"+5"])
 def test_counter_garbage(raw: bytes | str) -> None:
     with pytest.raises(StatsError, match="not an integer"):
         parse_hashes(raw)
+
+
+def test_ledger_joins_the_two_hashes_by_worker() -> None:
+    seqs = {b"w-1": b"12", b"w-2": b"3", b"only-seq": b"1"}
+    counts = {b"w-1": b"4000", b"w-2": b"75", b"only-hashes": b"9"}
+    assert parse_ledger(b"4084", seqs, counts) == {
+        "hashes": 4084,
+        "workers": {
+            "only-hashes": {"seq": 0, "hashes": 9},
+            "only-seq": {"seq": 1, "hashes": 0},
+            "w-1": {"seq": 12, "hashes": 4000},
+            "w-2": {"seq": 3, "hashes": 75},
+        },
+    }
+
+
+def test_empty_ledger() -> None:
+    assert parse_ledger(None, {}, {}) == {"hashes": 0, "workers": {}}
+
+
+def test_ledger_worker_ids_that_are_not_utf8_stay_apart() -> None:
+    answer = parse_ledger(b"2", {b"\xff": b"1", b"\xfe": b"1"}, {b"\xff": b"1", b"\xfe": b"1"})
+    assert answer["workers"] == {
+        "\\xfe": {"seq": 1, "hashes": 1},
+        "\\xff": {"seq": 1, "hashes": 1},
+    }
+
+
+@pytest.mark.parametrize(
+    ("seqs", "counts", "named"),
+    [
+        ({b"w": b"x"}, {}, "dockercoins:ledger:seq field 'w'"),
+        ({}, {b"w": b"1.0"}, "dockercoins:ledger:hashes field 'w'"),
+    ],
+)
+def test_ledger_garbage_names_the_key_and_field(
+    seqs: dict[bytes, bytes], counts: dict[bytes, bytes], named: str
+) -> None:
+    with pytest.raises(StatsError, match="not an integer") as caught:
+        parse_ledger(b"1", seqs, counts)
+    assert str(caught.value).startswith(named)
 
 
 @pytest.mark.parametrize(

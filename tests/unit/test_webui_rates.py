@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from dockercoins.swarm import prometheus
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 from webui_metrics import UNMATCHED, route_template
@@ -17,10 +18,8 @@ def vector(*samples: tuple[dict[str, str], str]) -> dict[str, Any]:
 
 
 def test_the_query_is_the_shared_one() -> None:
-    assert RNG_RATES_QUERY == (
-        "sum by (instance, node) (rate(dockercoins_rng_requests_total[15s])"
-        " * on (instance) group_left(node) dockercoins_instance_info)"
-    )
+    """The page's chart and the tool's `status --prometheus` ask the same PromQL."""
+    assert prometheus.rate_query(prometheus.RNG_REQUESTS, 15) == RNG_RATES_QUERY
 
 
 def test_series_are_labelled_by_node_and_sorted() -> None:
