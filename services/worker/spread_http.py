@@ -25,7 +25,9 @@ keep-alive (several thousand requests a second), not that of a new connection pe
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -40,7 +42,32 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 class RequestFailed(Exception):
     """A request that got no usable answer: unresolvable name, refused or broken connection,
-    timeout, or a status other than 200. The message is one line, fit for a log."""
+    timeout, a truncated body, or a status other than 200. The message is one line, fit for a
+    log. `retry_after`: the seconds a 503 or 429 answer asked to wait (Retry-After), if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+_DELAY_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP date; None when
+    absent or unreadable, 0 for a date in the past."""
+    if value is None:
+        return None
+    value = value.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 async def system_resolve(host: str, port: int) -> list[str]:
@@ -230,7 +257,14 @@ class SpreadingClient:
     def _close_later(self, generation: _Generation) -> None:
         task = asyncio.get_running_loop().create_task(generation.session.close())
         self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        task.add_done_callback(self._closed)
+
+    def _closed(self, task: asyncio.Task[None]) -> None:
+        """A retired session is closed: its error, if any, is retrieved here (a close that
+        fails has nothing left to do), never left for the loop to report."""
+        self._closing.discard(task)
+        if not task.cancelled():
+            task.exception()
 
     async def request(self, method: str, target: Target, data: bytes | None = None) -> bytes:
         """The body of a 200 answer from one of the target's addresses, or RequestFailed."""
@@ -248,9 +282,14 @@ class SpreadingClient:
                 ) as response:
                     body = await response.read()
                     if response.status != 200:
+                        wait = None
+                        if response.status in (429, 503):
+                            wait = retry_after_seconds(response.headers.get("Retry-After"))
                         raise RequestFailed(
                             f"{method} {target.host_header}{target.path} on {address}: "
                             f"HTTP {response.status}"
+                            + ("" if wait is None else f" (Retry-After {wait:g} s)"),
+                            retry_after=wait,
                         )
                     book.answered[address] = book.answered.get(address, 0) + 1
                     return body

@@ -2,23 +2,38 @@
 
 Each of WORKER_CONCURRENCY loops (asyncio tasks in one process) repeats: sleep WORKER_DELAY,
 GET RNG_URL (32 random bytes), POST them to HASHER_URL, and when the hex digest starts with
-"0" keep the coin (HSET wallet <digest> <bytes>). About every WORKER_FLUSH_INTERVAL seconds
-the loops done since the last write are added to `hashes` (INCRBY), in the same Redis
-transaction as the coins found meanwhile.
+"0" keep the coin. About every WORKER_FLUSH_INTERVAL seconds what was done since the last
+write is sent to Redis as one numbered flush (worker_ledger.py, worker_redis.py).
+
+Nothing lost, nothing counted twice. The process has a worker id, `<hostname>-<8 random
+hex digits>`, drawn at start. Each flush carries the next sequence number (1, 2, ...); one
+Lua script applies it atomically only when the number is new for this worker: INCRBY
+`hashes`, HSET `wallet` with the coins, and the ledger `dockercoins:ledger:seq` (worker id ->
+last number applied) and `dockercoins:ledger:hashes` (worker id -> hashes applied). A flush
+that fails (Redis down, restarted, a reply lost on a broken connection) is sent again with
+the same number and the same amounts; if Redis had applied it already, it answers so, writes
+nothing, and the flush counts as confirmed. New work waits for the next number.
+
+Bounded memory: hashes not yet confirmed by Redis (and the coins among them) never exceed
+WORKER_MAX_OWED_HASHES. At the cap mining pauses (no request to rng or hasher) until a flush
+is confirmed; one line is logged when it pauses and one when it resumes. Nothing is dropped.
 
 Failures of rng, hasher or Redis never stop the worker: each kind of failure is logged once
-when it starts and once when it ends, and retried with capped exponential back-off. Loops
-done and coins found while Redis is away stay in memory and are written when it returns.
-On SIGTERM or SIGINT the loops stop, what is still owed is written to Redis (bounded by
-WORKER_SHUTDOWN_TIMEOUT), the line "stopped after N loops, ..." is logged, and the process
-exits 0 (within 2 s).
+when it starts and once when it ends, and retried with capped exponential back-off. A 503
+(or 429) with Retry-After holds every loop off that service for that long, at most
+RETRY_AFTER_MAX (5 s). On SIGTERM or SIGINT the loops stop, what is owed is written to Redis
+(bounded by WORKER_SHUTDOWN_TIMEOUT), the line "stopped after N loops, ..." is logged with
+what Redis confirmed, and the process exits 0: at most WORKER_SHUTDOWN_TIMEOUT + CLOSE_TIMEOUT
+seconds (1 s by default) after the signal, well inside docker stop's 10 s grace period.
 
 Requests spread over every instance behind a name: see spread_http.py.
 
 Metrics (worker_metrics.py): with METRICS on, GET /metrics on HOST:WORKER_METRICS_PORT
-answers loops done, hashes and coins confirmed by Redis, hashes pending, failed attempts by
-kind, answers by rng/hasher address and the request latencies. A port that cannot be had is
-logged once; the worker mines on without /metrics.
+answers loops done, hashes and coins confirmed by Redis (also per worker id:
+dockercoins_worker_confirmed_hashes_total, dockercoins_worker_confirmed_seq), hashes owed,
+the cap and whether mining is paused, flushes applied and already applied, failed attempts
+by kind, answers by rng/hasher address and the request latencies. A port that cannot be had
+is logged once; the worker mines on without /metrics.
 
 Health check: while the worker runs, it touches the file WORKER_HEARTBEAT (default
 /tmp/worker-heartbeat) every second. A Dockerfile needs no extra tool to check it:
@@ -33,6 +48,10 @@ Settings (environment, read and checked in worker_settings.py):
     WORKER_DELAY            0.1   seconds slept at the start of each loop
     WORKER_CONCURRENCY      1     loops in this process
     WORKER_FLUSH_INTERVAL   1.0   seconds between writes to Redis
+    WORKER_MAX_OWED_HASHES  100000  hashes not yet confirmed by Redis at most (>= 1); at the
+                                  default delays that is hours of a Redis outage, and a few
+                                  MB of memory at most (about 1 in 16 hashes is a coin kept);
+                                  below a flush interval's work it pauses (and logs) often
     WORKER_BACKOFF_MAX      2.0   cap of the retry back-off, seconds
     WORKER_HTTP_TIMEOUT     10.0  per request, seconds (rng queues requests beyond its
                                   concurrency, so this is generous)
@@ -55,21 +74,21 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import signal
+import socket
 import string
 import sys
 import time
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from aiohttp import web
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from spread_http import RequestFailed, SpreadingClient, Target
 from worker_ledger import Ledger
-from worker_metrics import WorkerMetrics, serve
+from worker_metrics import MiningState, WorkerMetrics, serve
 from worker_outage import Outage
+from worker_redis import FlushScript, connect
 from worker_settings import BACKOFF_START, Settings, redacted_url
 from worker_stats import MAX_LATENCY_SAMPLES, Latencies
 
@@ -77,15 +96,24 @@ log = logging.getLogger("worker")
 
 HEX_DIGITS = frozenset(string.hexdigits.lower())
 HEARTBEAT_INTERVAL = 1.0
+RETRY_AFTER_MAX = 5.0  # seconds: the longest a Retry-After holds a service off
+CLOSE_TIMEOUT = 0.2  # seconds for closing connections and the /metrics server on exit
 
 
 def valid_digest(text: str) -> bool:
     return len(text) == 64 and HEX_DIGITS.issuperset(text)
 
 
+def new_worker_id() -> str:
+    """`<hostname>-<8 random hex digits>`: one per process, so a restarted container (same
+    hostname) starts a ledger entry of its own."""
+    return f"{socket.gethostname()}-{secrets.token_hex(4)}"
+
+
 class Worker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
         self.settings = settings
+        self.worker_id = worker_id or new_worker_id()
         self.rng = Target.parse(settings.rng_url)
         self.hasher = Target.parse(settings.hasher_url)
         self.client = SpreadingClient(
@@ -93,23 +121,30 @@ class Worker:
             dns_ttl=settings.dns_ttl,
             max_age=settings.conn_max_age,
         )
-        self.db = aioredis.Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=1.0,
-            socket_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),  # a retried INCRBY could count twice
-        )
-        self.ledger = Ledger()
+        self.db = connect(settings.redis_url)
+        self.script = FlushScript(self.db, self.worker_id)
+        self.ledger = Ledger(max_owed=settings.max_owed_hashes)
         self.outages = {kind: Outage(kind, settings.backoff_max) for kind in ("rng", "hasher")}
         self.redis_outage = Outage("redis", settings.backoff_max)
         self.unexpected = Outage("mining loop (unexpected error)", settings.backoff_max)
+        self.state = MiningState()
         self.metrics: WorkerMetrics | None = None
         if settings.metrics:
             failures = {**self.outages, "redis": self.redis_outage, "unexpected": self.unexpected}
             upstreams = {"rng": self.client.book(self.rng), "hasher": self.client.book(self.hasher)}
-            self.metrics = WorkerMetrics(settings.node, self.ledger, failures, upstreams)
+            self.metrics = WorkerMetrics(
+                settings.node,
+                self.ledger,
+                failures,
+                upstreams,
+                worker_id=self.worker_id,
+                state=self.state,
+            )
         self.stop = asyncio.Event()
         self.loops_stopped = asyncio.Event()
+        self.room = asyncio.Event()  # set when a loop may have room to start again
+        self.wake = asyncio.Event()  # wakes the flusher: the cap is reached, or loops stopped
+        self.paused_at: float | None = None
         self.started = time.monotonic()
         self.latencies: Latencies | None = None
         self.redis_backoff = BACKOFF_START
@@ -126,10 +161,24 @@ class Worker:
         return self.latencies
 
     async def _call(self, kind: str, method: str, target: Target, data: bytes | None) -> bytes:
+        held = self.outages[kind].held_for()
+        if held > 0:
+            await asyncio.sleep(held)
         answer = await self.client.request(method, target, data)
         if kind == "hasher" and not valid_digest(answer.decode("ascii", "replace")):
             raise RequestFailed(f"hasher answered {answer[:80]!r}, not a sha256 hex digest")
         return answer
+
+    def _failed(self, kind: str, error: RequestFailed) -> float:
+        """Seconds this loop waits after a failed request: the back-off, or what a
+        Retry-After asked (at most RETRY_AFTER_MAX), which also holds the other loops off."""
+        outage = self.outages[kind]
+        wait = outage.failed(error)
+        if error.retry_after is not None:
+            held = min(error.retry_after, RETRY_AFTER_MAX)
+            outage.hold(held)
+            wait = max(wait, held)
+        return wait
 
     async def mine(self) -> None:
         """One loop, repeated until stopped."""
@@ -137,6 +186,7 @@ class Worker:
         while not self.stop.is_set():
             if delay > 0:
                 await asyncio.sleep(delay)
+            await self._wait_for_room()
             try:
                 await self.mine_once()
             except Exception as error:  # a bug must not end the loop: log it, back off
@@ -145,26 +195,65 @@ class Worker:
             else:
                 self.unexpected.succeeded()
 
+    async def _wait_for_room(self) -> None:
+        """Return when one more loop fits under WORKER_MAX_OWED_HASHES; meanwhile mining is
+        paused (logged once per pause) and the flusher is woken to write now."""
+        ledger = self.ledger
+        if ledger.has_room():
+            return
+        if self.paused_at is None:
+            self.paused_at = time.monotonic()
+            self.state.paused = True
+            log.warning(
+                "mining paused: %d hashes owed to Redis or under way, the most "
+                "WORKER_MAX_OWED_HASHES allows; resuming once Redis confirms a flush",
+                ledger.max_owed,
+            )
+        self.wake.set()
+        while not ledger.has_room():
+            self.room.clear()
+            await self.room.wait()
+
+    def _room_made(self) -> None:
+        """Wake paused loops; log the resumption if mining was paused and may go on."""
+        self.room.set()
+        if self.paused_at is not None and self.ledger.has_room():
+            log.info(
+                "mining resumed after %.1f s paused (%d hashes not yet confirmed by Redis)",
+                time.monotonic() - self.paused_at,
+                self.ledger.unconfirmed_hashes,
+            )
+            self.paused_at = None
+            self.state.paused = False
+
     async def mine_once(self) -> None:
         """GET rng, POST hasher, record the loop; a failure is logged per kind, then slept
-        off with back-off."""
+        off with back-off (or Retry-After). The loop holds a place under the cap from its
+        first request until it is recorded or given up."""
         stats = self._measure()
-        t0 = time.perf_counter()
+        kind = "rng"
+        self.ledger.reserve()
         try:
-            data = await self._call("rng", "GET", self.rng, None)
+            t0 = time.perf_counter()
+            data = await self._call(kind, "GET", self.rng, None)
+            self.outages[kind].succeeded()
+            kind = "hasher"
+            t1 = time.perf_counter()
+            digest = (await self._call(kind, "POST", self.hasher, data)).decode()
+            self.outages[kind].succeeded()
+            t2 = time.perf_counter()
         except RequestFailed as error:
-            await asyncio.sleep(self.outages["rng"].failed(error))
+            self.ledger.release()
+            self._room_made()
+            await asyncio.sleep(self._failed(kind, error))
             return
-        self.outages["rng"].succeeded()
-        t1 = time.perf_counter()
-        try:
-            digest = (await self._call("hasher", "POST", self.hasher, data)).decode()
-        except RequestFailed as error:
-            await asyncio.sleep(self.outages["hasher"].failed(error))
-            return
-        self.outages["hasher"].succeeded()
-        t2 = time.perf_counter()
+        except BaseException:
+            self.ledger.release()
+            self._room_made()
+            raise
         self.ledger.record(digest, data)
+        if self.paused_at is not None:
+            self.wake.set()  # the flush that makes room can go now
         if self.metrics is not None:
             self.metrics.observe(t1 - t0, t2 - t1)
         if stats is not None:
@@ -173,27 +262,58 @@ class Worker:
             stats.loops += 1
 
     async def flush_once(self) -> bool:
-        """Write what is owed; False (and the outage logged once) when Redis fails."""
+        """Send the flush owed (the same one again after a failure); False (and the outage
+        logged once) when Redis fails. True when nothing was owed or Redis confirmed it."""
+        flush = self.ledger.next_flush()
+        if flush is None:
+            return True
         try:
-            await self.ledger.flush(self.db)
+            applied = await self.script.apply(flush)
         except (RedisError, OSError) as error:
             self.redis_backoff = self.redis_outage.failed(f"{type(error).__name__}: {error}")
             return False
         self.redis_outage.succeeded()
+        self.ledger.confirm(flush, applied)
+        if not applied:
+            log.info(
+                "flush %d (%d hashes) had been applied by Redis before its reply was lost: "
+                "confirmed, not applied twice",
+                flush.seq,
+                flush.hashes,
+            )
+        self._room_made()
         return True
 
-    async def flusher(self) -> None:
-        """Writes to Redis every flush interval until the loops have stopped, then once more
-        (the caller bounds that last write by WORKER_SHUTDOWN_TIMEOUT)."""
-        wait = self.settings.flush_interval
-        while not self.loops_stopped.is_set():
+    def _flush_now(self) -> bool:
+        """Mining is paused and a flush would make room. (Paused with nothing owed, only
+        loops under way, there is nothing to flush yet: waking then would spin.)"""
+        return self.paused_at is not None and self.ledger.unconfirmed_hashes > 0
+
+    async def _nap(self, seconds: float, early: bool) -> None:
+        """Sleep `seconds`, or less when the loops stop or (`early`) a flush would let a
+        paused mining go on."""
+        deadline = time.monotonic() + seconds
+        while not self.loops_stopped.is_set() and not (early and self._flush_now()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.loops_stopped.wait(), timeout=wait)
+                await asyncio.wait_for(self.wake.wait(), timeout=remaining)
+
+    async def flusher(self) -> None:
+        """Writes to Redis every flush interval (at once when mining pauses at the cap)
+        until the loops have stopped, then until nothing is owed (the caller bounds that by
+        WORKER_SHUTDOWN_TIMEOUT)."""
+        ok = True
+        while not self.loops_stopped.is_set():
+            await self._nap(self.settings.flush_interval if ok else self.redis_backoff, ok)
             if self.loops_stopped.is_set():
                 break
             ok = await self.flush_once()
-            wait = self.settings.flush_interval if ok else self.redis_backoff
-        await self.flush_once()
+        while self.ledger.unconfirmed_hashes:
+            if not await self.flush_once():
+                await asyncio.sleep(self.redis_backoff)
 
     async def heartbeat(self) -> None:
         path = Path(self.settings.heartbeat) if self.settings.heartbeat else None
@@ -216,12 +336,15 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
         log.info(
-            "mining: rng %s, hasher %s, redis %s, %d loop(s), delay %.3f s",
+            "mining as worker %s: rng %s, hasher %s, redis %s, %d loop(s), delay %.3f s, "
+            "at most %d hashes owed",
+            self.worker_id,
             settings.rng_url,
             settings.hasher_url,
             redacted_url(settings.redis_url),
             settings.concurrency,
             settings.delay,
+            settings.max_owed_hashes,
         )
         server: web.AppRunner | None = None
         if self.metrics is not None:
@@ -234,25 +357,32 @@ class Worker:
             task.cancel()
         await asyncio.gather(*miners, return_exceptions=True)
         self.loops_stopped.set()
+        self.wake.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(flusher, timeout=settings.shutdown_timeout)
         await asyncio.gather(beat, return_exceptions=True)
         ledger = self.ledger
         log.info(
-            "stopped after %d loops (%d coins); %d hashes and %d coins not written to Redis",
+            "stopped after %d loops (%d coins); %d hashes and %d coins not confirmed by Redis; "
+            "worker %s: Redis confirmed %d hashes and %d coins in %d flushes",
             ledger.loops,
             ledger.coins,
-            ledger.owed_hashes,
-            len(ledger.owed_coins),
+            ledger.unconfirmed_hashes,
+            ledger.unconfirmed_coins,
+            self.worker_id,
+            ledger.confirmed_hashes,
+            ledger.confirmed_coins,
+            ledger.confirmed_seq,
         )
         if self.latencies is not None:
             log.info("stats %s", json.dumps(self.latencies.summary()))
         closings = [self.client.close(), self.db.aclose()]
         if server is not None:
             closings.append(server.cleanup())
-        for closing in closings:
-            with contextlib.suppress(TimeoutError, RedisError, OSError):
-                await asyncio.wait_for(closing, timeout=0.2)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*closings, return_exceptions=True), timeout=CLOSE_TIMEOUT
+            )
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import (
@@ -32,6 +33,7 @@ from worker_outage import Outage
 log = logging.getLogger("worker")
 
 SERVICE = "worker"
+WORKER_ID = "worker_id"  # the label naming the worker process (hostname-8 hex digits)
 METRICS_PATH = "/metrics"
 # Seconds per rng or hasher request: fine below 30 ms (delays 0, the pipeline benchmark),
 # coarser up to WORKER_HTTP_TIMEOUT's default of 10 s (a long rng queue).
@@ -46,18 +48,30 @@ def address_label(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+@dataclass
+class MiningState:
+    """What the collector reads besides the ledger: whether mining is paused at the cap."""
+
+    paused: bool = False
+
+
 class WorkerCollector:
-    """dockercoins_worker_* counts, read from the worker's state at each scrape."""
+    """dockercoins_worker_* counts, read from the worker's state at each scrape (in one step,
+    so a page's confirmed seq and confirmed hashes always belong together)."""
 
     def __init__(
         self,
+        worker_id: str,
         ledger: Ledger,
         failures: Mapping[str, Outage],
         upstreams: Mapping[str, AddressBook],
+        state: MiningState,
     ) -> None:
+        self.worker_id = worker_id
         self.ledger = ledger
         self.failures = failures
         self.upstreams = upstreams
+        self.state = state
 
     def collect(self) -> Iterator[Metric]:
         ledger = self.ledger
@@ -66,19 +80,60 @@ class WorkerCollector:
         )
         yield CounterMetricFamily(
             "dockercoins_worker_hashes",
-            "Hashes whose count Redis confirmed (INCRBY hashes)",
-            ledger.written_hashes,
+            "Hashes whose count Redis confirmed (the flush script: INCRBY hashes)",
+            ledger.confirmed_hashes,
         )
         yield CounterMetricFamily(
             "dockercoins_worker_coins",
-            "Coins whose write Redis confirmed (HSET wallet)",
-            ledger.written_coins,
+            "Coins whose write Redis confirmed (the flush script: HSET wallet)",
+            ledger.confirmed_coins,
         )
         yield GaugeMetricFamily(
             "dockercoins_worker_pending_hashes",
-            "Hashes computed and not yet confirmed by Redis",
-            ledger.owed_hashes,
+            "Hashes computed and not yet confirmed by Redis (owed)",
+            ledger.unconfirmed_hashes,
         )
+        yield GaugeMetricFamily(
+            "dockercoins_worker_max_owed_hashes",
+            "WORKER_MAX_OWED_HASHES: mining pauses when this many hashes are owed to Redis",
+            ledger.max_owed,
+        )
+        yield GaugeMetricFamily(
+            "dockercoins_worker_mining_paused",
+            "1 while mining is paused because the owed hashes reached the cap",
+            int(self.state.paused),
+        )
+        label = [self.worker_id]
+        confirmed = CounterMetricFamily(
+            "dockercoins_worker_confirmed_hashes",
+            "Hashes of the flushes Redis confirmed to this worker (applied, or already applied)",
+            labels=[WORKER_ID],
+        )
+        confirmed.add_metric(label, ledger.confirmed_hashes)
+        yield confirmed
+        coins = CounterMetricFamily(
+            "dockercoins_worker_confirmed_coins",
+            "Coins of the flushes Redis confirmed to this worker",
+            labels=[WORKER_ID],
+        )
+        coins.add_metric(label, ledger.confirmed_coins)
+        yield coins
+        seq = GaugeMetricFamily(
+            "dockercoins_worker_confirmed_seq",
+            "Sequence number of the last flush Redis confirmed to this worker (0: none yet)",
+            labels=[WORKER_ID],
+        )
+        seq.add_metric(label, ledger.confirmed_seq)
+        yield seq
+        flushes = CounterMetricFamily(
+            "dockercoins_worker_flushes",
+            "Flushes Redis confirmed: applied when sent, or already applied (sent again "
+            "after a lost reply, not applied twice)",
+            labels=["result"],
+        )
+        flushes.add_metric(["applied"], ledger.applied)
+        flushes.add_metric(["already_applied"], ledger.already_applied)
+        yield flushes
         errors = CounterMetricFamily(
             "dockercoins_worker_errors",
             "Failed attempts, by kind (rng, hasher, redis, unexpected)",
@@ -107,7 +162,11 @@ class WorkerMetrics:
         ledger: Ledger,
         failures: Mapping[str, Outage],
         upstreams: Mapping[str, AddressBook],
+        *,
+        worker_id: str,
+        state: MiningState | None = None,
     ) -> None:
+        self.state = state or MiningState()
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -118,7 +177,7 @@ class WorkerMetrics:
             registry=self.registry,
         )
         instance.info({"service": SERVICE, "hostname": socket.gethostname(), "node": node})
-        self.registry.register(WorkerCollector(ledger, failures, upstreams))
+        self.registry.register(WorkerCollector(worker_id, ledger, failures, upstreams, self.state))
         upstream = Histogram(
             "dockercoins_worker_upstream_seconds",
             "Time of a request answered by rng or hasher, as the worker saw it",

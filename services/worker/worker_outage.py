@@ -22,6 +22,15 @@ class Outage:
         self.started: float | None = None
         self.attempts = 0
         self.failures = 0
+        self.resume_at = 0.0  # monotonic time before which no new attempt is made
+
+    def hold(self, seconds: float) -> None:
+        """No attempt of this kind, from any loop, for `seconds` (a Retry-After)."""
+        self.resume_at = max(self.resume_at, time.monotonic() + seconds)
+
+    def held_for(self) -> float:
+        """Seconds left before the next attempt of this kind may be made (0 when none)."""
+        return max(0.0, self.resume_at - time.monotonic())
 
     def failed(self, error: object) -> float:
         """Record a failed attempt; the number of seconds to wait before the next one."""

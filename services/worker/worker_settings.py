@@ -181,6 +181,7 @@ class Settings:
     metrics_port: int = 9100
     host: str = "0.0.0.0"
     node: str = ""
+    max_owed_hashes: int = 100_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -206,6 +207,7 @@ class Settings:
             metrics_port=read.whole("WORKER_METRICS_PORT", cls.metrics_port, 1, 65535),
             host=read.string("HOST", cls.host),
             node=read.string("DOCKERCOINS_NODE", cls.node),
+            max_owed_hashes=read.whole("WORKER_MAX_OWED_HASHES", cls.max_owed_hashes, 1),
         )
         if read.problems:
             raise SettingsError("; ".join(read.problems))

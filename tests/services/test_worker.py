@@ -1,6 +1,7 @@
 """The worker as a real process against real rng, hasher and Redis: it mines, survives
 outages of each of them without losing a hash, stops cleanly on SIGTERM/SIGINT, and its
-/metrics tell what it did."""
+/metrics tell what it did. Restarts of Redis, lost replies and the cap on what is owed:
+test_worker_exactly_once.py; bad answers from rng and hasher: test_worker_faults.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import pytest
@@ -23,6 +25,15 @@ from tests.support.servers import LOOPBACK, RedisServer, ServiceProcess, free_po
 StartService = Callable[..., ServiceProcess]
 
 STOPPED = re.compile(r"stopped after (\d+) loops \((\d+) coins\); (\d+) hashes and (\d+) coins")
+CONFIRMED = re.compile(
+    r"worker (\S+): Redis confirmed (\d+) hashes and (\d+) coins in (\d+) flushes"
+)
+# The worker's own deadline after a signal is WORKER_SHUTDOWN_TIMEOUT (0.8 s) for the last
+# write plus 0.2 s for closing: about 1 s. The test allows docker stop's grace period, so a
+# busy 2-core machine does not make it fail; a worker that hangs still does.
+EXIT_BOUND = 10.0
+LEDGER_SEQ = "dockercoins:ledger:seq"
+LEDGER_HASHES = "dockercoins:ledger:hashes"
 
 
 def db_of(server: RedisServer) -> redis.Redis:
@@ -45,10 +56,17 @@ def backends(start_service: StartService) -> tuple[ServiceProcess, ServiceProces
     return rng, hasher
 
 
+class HasUrl(Protocol):
+    """rng or hasher: a ServiceProcess, or a server of the test's own."""
+
+    @property
+    def url(self) -> str: ...
+
+
 def start_worker(
     start_service: StartService,
-    rng: ServiceProcess,
-    hasher: ServiceProcess,
+    rng: HasUrl,
+    hasher: HasUrl,
     server: RedisServer,
     tmp_path: Path,
     **env: str,
@@ -77,18 +95,39 @@ def metrics_of(worker: ServiceProcess) -> MetricsPage:
 
 
 def stop_worker(worker: ServiceProcess, signum: int = signal.SIGTERM) -> tuple[int, ...]:
-    """Signal the worker; it must exit 0 within 2 s. The numbers of its last log line:
-    (loops, coins, hashes not written, coins not written)."""
+    """Signal the worker; it must exit 0 (within EXIT_BOUND s). The numbers of its last log
+    line: (loops, coins, hashes not confirmed, coins not confirmed)."""
     assert worker.proc is not None
+    assert worker.proc.poll() is None, f"the worker exited before the signal:\n{worker.logs()}"
     worker.proc.send_signal(signum)
     try:
-        code = worker.proc.wait(timeout=2)
+        code = worker.proc.wait(timeout=EXIT_BOUND)
     except subprocess.TimeoutExpired:
-        pytest.fail("the worker did not exit within 2 s of the signal")
+        pytest.fail(f"the worker did not exit within {EXIT_BOUND} s of the signal")
     assert code == 0, worker.logs()
     found = STOPPED.findall(worker.logs())
     assert len(found) == 1, worker.logs()
     return tuple(int(n) for n in found[0])
+
+
+def confirmed_by_redis(logs: str) -> tuple[str, int, int, int]:
+    """From a stopped worker's last line: (worker id, hashes, coins, flushes) that Redis
+    confirmed to it."""
+    found = CONFIRMED.findall(logs)
+    assert len(found) == 1, logs
+    worker_id, confirmed_hashes, coins, flushes = found[0]
+    return worker_id, int(confirmed_hashes), int(coins), int(flushes)
+
+
+def ledger_of(server: RedisServer, worker_id: str) -> tuple[int, int, int]:
+    """(last flush applied, hashes applied) of `worker_id` in Redis's ledger, and `hashes`,
+    read in one transaction (a flush still in a socket may be applied meanwhile)."""
+    with db_of(server).pipeline(transaction=True) as pipe:
+        pipe.hget(LEDGER_SEQ, worker_id)
+        pipe.hget(LEDGER_HASHES, worker_id)
+        pipe.get("hashes")
+        seq, applied, total = pipe.execute()
+    return int(seq or 0), int(applied or 0), int(total or 0)
 
 
 def count(text: str, pattern: str) -> int:
@@ -193,24 +232,29 @@ def test_worker_recovers_from_rng_and_hasher_outages(
     assert hashes(redis_server) == loops
 
 
-def test_a_wallet_of_the_wrong_type_neither_loses_nor_double_counts(
+def test_a_wallet_of_the_wrong_type_writes_nothing_until_it_can_write_everything(
     start_service: StartService, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    """Inside MULTI/EXEC, HSET on a non-hash fails while INCRBY is applied: the worker must
-    settle the two separately, keep the coins until the wallet can take them, and never
-    add the same hashes twice."""
+    """The flush is one script that checks every key before its first write: with `wallet`
+    not a hash nothing at all is written (not even the hashes), the flush is retried with
+    the same number, and once the wallet can take the coins everything is written once."""
     db = db_of(redis_server)
     db.set("wallet", "not a hash")
     rng, hasher = backends(start_service)
     worker = start_worker(start_service, rng, hasher, redis_server, tmp_path)
     wait_for(lambda: "redis failing" in worker.logs() and "WRONGTYPE" in worker.logs())
-    wait_for(lambda: hashes(redis_server) > 0)
+    wait_for(lambda: metrics_of(worker).value(ERRORS, kind="redis") >= 3)
+    assert hashes(redis_server) == 0
+    assert db.hlen(LEDGER_SEQ) == db.hlen(LEDGER_HASHES) == 0
     db.delete("wallet")
     wait_for(lambda: "redis is back" in worker.logs())
+    wait_for(lambda: hashes(redis_server) > 0)
     loops, coins, owed_hashes, owed_coins = stop_worker(worker)
+    worker_id, confirmed, confirmed_coins, flushes = confirmed_by_redis(worker.logs())
     assert (owed_hashes, owed_coins) == (0, 0)
-    assert hashes(redis_server) == loops
-    assert db.hlen("wallet") == coins
+    assert hashes(redis_server) == loops == confirmed
+    assert db.hlen("wallet") == coins == confirmed_coins
+    assert ledger_of(redis_server, worker_id) == (flushes, confirmed, confirmed)
     assert count(worker.logs(), "redis failing") == 1
 
 
@@ -225,10 +269,17 @@ def test_sigterm_with_redis_hung_still_exits_in_time_and_says_what_it_could_not_
     try:
         served = count(rng.logs(), r'"GET /32 HTTP/1.1" 200')
         wait_for(lambda: count(rng.logs(), r'"GET /32 HTTP/1.1" 200') >= served + 20)
-        _loops, _coins, owed_hashes, _owed_coins = stop_worker(worker)
+        loops, _coins, owed_hashes, _owed_coins = stop_worker(worker)
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
     assert owed_hashes > 0  # reported, not silently dropped
+    worker_id, confirmed, _confirmed_coins, flushes = confirmed_by_redis(worker.logs())
+    assert loops == confirmed + owed_hashes
+    # What Redis applied is at least what it confirmed (a flush cut off by the deadline may
+    # have been applied too), and never more than the worker computed.
+    seq, applied, total = ledger_of(redis_server, worker_id)
+    assert seq >= flushes
+    assert confirmed <= applied == total <= loops
 
 
 # --- /metrics ----------------------------------------------------------------------------------
@@ -237,6 +288,10 @@ LOOPS = "dockercoins_worker_loops_total"
 HASHES = "dockercoins_worker_hashes_total"
 COINS = "dockercoins_worker_coins_total"
 PENDING = "dockercoins_worker_pending_hashes"
+CONFIRMED_HASHES = "dockercoins_worker_confirmed_hashes_total"
+CONFIRMED_COINS = "dockercoins_worker_confirmed_coins_total"
+CONFIRMED_SEQ = "dockercoins_worker_confirmed_seq"
+FLUSHES = "dockercoins_worker_flushes_total"
 ERRORS = "dockercoins_worker_errors_total"
 ANSWERED = "dockercoins_worker_upstream_requests_total"
 LATENCIES = "dockercoins_worker_upstream_seconds_count"
@@ -281,8 +336,22 @@ def test_worker_metrics_follow_the_mining(
     assert last.value(HASHES) == hashes(redis_server) == last.value(LOOPS)
     assert last.value(COINS) == db_of(redis_server).hlen("wallet")
     assert last.value(ERRORS, kind="hasher") == last.value(ERRORS, kind="redis") == 0
+    # The same counts per worker id, as `dockercoins verify` reads them, match the ledger.
+    (worker_id,) = {
+        dict(labels)["worker_id"] for (name, labels) in last.samples if name == CONFIRMED_SEQ
+    }
+    assert re.fullmatch(rf"{re.escape(socket.gethostname())}-[0-9a-f]{{8}}", worker_id)
+    seq = int(last.value(CONFIRMED_SEQ, worker_id=worker_id))
+    assert last.value(CONFIRMED_HASHES, worker_id=worker_id) == last.value(HASHES)
+    assert last.value(CONFIRMED_COINS, worker_id=worker_id) == last.value(COINS)
+    assert ledger_of(redis_server, worker_id) == (seq, last.value(HASHES), hashes(redis_server))
+    assert last.value(FLUSHES, result="applied") == seq > 1
+    assert last.value(FLUSHES, result="already_applied") == 0
+    assert last.value("dockercoins_worker_mining_paused") == 0
+    assert last.value("dockercoins_worker_max_owed_hashes") == 100_000
     loops, coins, _owed_hashes, _owed_coins = stop_worker(worker)
     assert (loops, coins) == (last.value(LOOPS), last.value(COINS))
+    assert confirmed_by_redis(worker.logs()) == (worker_id, loops, coins, seq)
 
 
 def test_metrics_off_leaves_the_port_closed(

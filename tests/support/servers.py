@@ -54,14 +54,20 @@ def _stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) ->
         proc.wait()
 
 
+# Every acknowledged write on disk before its reply (restart tests: SIGTERM or SIGKILL).
+DURABLE = ("--appendonly", "yes", "--appendfsync", "always")
+
+
 @dataclass
 class RedisServer:
     """A real redis-server on a free loopback port, data in `workdir`; can be stopped and
-    started again on the same port (outage tests)."""
+    started again on the same port (outage tests). `extra`: more redis-server options,
+    given after the usual ones (e.g. DURABLE)."""
 
     workdir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -71,7 +77,7 @@ class RedisServer:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed (scripts/test.sh installs it)"
         self.proc = subprocess.Popen(
-            redis_server_command(binary, self.port, self.workdir),
+            [*redis_server_command(binary, self.port, self.workdir), *self.extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

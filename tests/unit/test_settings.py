@@ -51,12 +51,13 @@ RNG = Service(
     settings=rng_settings,
     serves_http=True,
     node_default=None,
-    variables=(*SERVER_NAMES, "RNG_DELAY", "RNG_CONCURRENCY", "RNG_MAX_BYTES"),
+    variables=(*SERVER_NAMES, "RNG_DELAY", "RNG_CONCURRENCY", "RNG_MAX_BYTES", "RNG_MAX_WAITING"),
     unknown=("rng_delay", "RNG_DELAYS", "DELAY"),
     refused=(
         ("RNG_DELAY", ("-1", "fast", "nan", "inf", "+0.5", "1e-3", "1_000", "9" * 400)),
         ("RNG_CONCURRENCY", ("0", "two", "+5", "1_000", "2.0")),
         ("RNG_MAX_BYTES", ("-5", "9" * 19)),
+        ("RNG_MAX_WAITING", ("-1", "lots", "1.5", "9" * 19)),
     ),
     two_bad=SHARED_TWO_BAD,
     process_env=("RNG_CONCURRENCY", "+5"),
@@ -68,11 +69,12 @@ HASHER = Service(
     settings=hasher_settings,
     serves_http=True,
     node_default=None,
-    variables=(*SERVER_NAMES, "HASHER_DELAY", "HASHER_MAX_BYTES"),
+    variables=(*SERVER_NAMES, "HASHER_DELAY", "HASHER_MAX_BYTES", "HASHER_MAX_BODIES"),
     unknown=("hasher_delay", "HASHER_DELAYS", "DELAY"),
     refused=(
         ("HASHER_DELAY", ("-0.1", "inf", "nan", "slow", "+5", "1_000", "1e3")),
         ("HASHER_MAX_BYTES", ("x", "-1", "+5", "1_000", "1e6", "9" * 19)),
+        ("HASHER_MAX_BODIES", ("0", "-1", "2.5", "many")),
     ),
     two_bad=SHARED_TWO_BAD,
     process_env=("HASHER_DELAY", "-1"),
@@ -108,6 +110,7 @@ WORKER = Service(
         *("WORKER_FLUSH_INTERVAL", "WORKER_BACKOFF_MAX", "WORKER_HTTP_TIMEOUT", "WORKER_DNS_TTL"),
         *("WORKER_CONN_MAX_AGE", "WORKER_SHUTDOWN_TIMEOUT", "WORKER_STATS", "WORKER_STATS_WARMUP"),
         *("LOG_LEVEL", "METRICS", "WORKER_METRICS_PORT", "HOST", "DOCKERCOINS_NODE"),
+        "WORKER_MAX_OWED_HASHES",
     ),
     unknown=("worker_delay", "WORKER_DELAYS", "PORT"),
     refused=(
@@ -125,6 +128,7 @@ WORKER = Service(
         ("WORKER_STATS_WARMUP", ("-0.5",)),
         ("WORKER_STATS", ("maybe",)),
         ("WORKER_METRICS_PORT", ("0", "65536", "http")),
+        ("WORKER_MAX_OWED_HASHES", ("0", "-1", "1e5", "100_000", "many", "9" * 19)),
     ),
     two_bad=(
         (("WORKER_CONCURRENCY", "0"), ("WORKER_STATS", "maybe")),
@@ -232,10 +236,13 @@ def test_the_service_refuses_a_bad_variable_in_one_line(service: Service) -> Non
 SAME_KIND = {
     "whole >= 1": [
         (rng_settings, "RNG_CONCURRENCY", "concurrency"),
+        (hasher_settings, "HASHER_MAX_BODIES", "max_bodies"),
         (worker_settings, "WORKER_CONCURRENCY", "concurrency"),
+        (worker_settings, "WORKER_MAX_OWED_HASHES", "max_owed_hashes"),
     ],
     "whole >= 0": [
         (rng_settings, "RNG_MAX_BYTES", "max_bytes"),
+        (rng_settings, "RNG_MAX_WAITING", "max_waiting"),
         (hasher_settings, "HASHER_MAX_BYTES", "max_bytes"),
     ],
     "decimal >= 0": [

@@ -5,7 +5,9 @@ aiohttp server in the test), outage logging, the ledger, the metrics read from t
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import re
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -15,11 +17,20 @@ import pytest
 import webui_settings
 from aiohttp import web
 from dockercoins.bench.metrics_page import MetricsPage
-from spread_http import AddressBook, RequestFailed, Resolver, SpreadingClient, Target
-from worker import valid_digest
+from redis.asyncio.connection import UnixDomainSocketConnection
+from spread_http import (
+    AddressBook,
+    RequestFailed,
+    Resolver,
+    SpreadingClient,
+    Target,
+    retry_after_seconds,
+)
+from worker import new_worker_id, valid_digest
 from worker_ledger import Ledger
-from worker_metrics import WorkerMetrics, address_label
+from worker_metrics import MiningState, WorkerMetrics, address_label
 from worker_outage import Outage
+from worker_redis import ResolvingConnection, ResolvingSSLConnection, connect
 from worker_settings import Settings, redacted_url
 
 from tests.support.servers import free_port
@@ -58,6 +69,7 @@ def test_settings_defaults_match_the_design() -> None:
     assert settings.heartbeat == "/tmp/worker-heartbeat"
     assert settings.stats is False
     assert settings.metrics_port == 9100
+    assert settings.max_owed_hashes == 100_000
 
 
 def test_settings_read_from_env() -> None:
@@ -105,6 +117,7 @@ def test_every_variable_overridden() -> None:
         "WORKER_METRICS_PORT": "65535",
         "HOST": " 127.0.0.1 ",
         "DOCKERCOINS_NODE": "node-4",
+        "WORKER_MAX_OWED_HASHES": "500",
     }
     assert Settings.from_env(environ) == Settings(
         "http://rng:8001/16",
@@ -126,6 +139,7 @@ def test_every_variable_overridden() -> None:
         65535,
         "127.0.0.1",
         "node-4",
+        500,
     )
 
 
@@ -345,11 +359,75 @@ def test_outage_logs_once_when_it_starts_and_once_when_it_ends(
     assert delays == sorted(delays)
 
 
+def test_outage_hold_keeps_every_loop_off_for_a_while() -> None:
+    outage = Outage("rng", backoff_max=2.0)
+    assert outage.held_for() == 0
+    outage.hold(30)
+    outage.hold(1)  # a shorter hold does not shorten the longer one
+    assert 29 < outage.held_for() <= 30
+
+
+def test_retry_after_is_seconds_or_an_http_date() -> None:
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds(" 3 ") == 3.0
+    assert retry_after_seconds("0.5") == 0.5
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
+    for unreadable in ("-1", "soon", "1e3", ""):
+        assert retry_after_seconds(unreadable) is None
+
+
+def test_worker_id_is_the_hostname_and_8_random_hex_digits() -> None:
+    first, second = new_worker_id(), new_worker_id()
+    assert re.fullmatch(rf"{re.escape(socket.gethostname())}-[0-9a-f]{{8}}", first)
+    assert first != second
+
+
+def test_a_retired_session_whose_close_fails_leaves_no_exception_unretrieved() -> None:
+    reported: list[dict[str, object]] = []
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, c: reported.append(c))
+        client = SpreadingClient()
+
+        async def failing_close() -> None:
+            raise OSError("close failed")
+
+        task = asyncio.get_running_loop().create_task(failing_close())
+        client._closing.add(task)
+        task.add_done_callback(client._closed)
+        await asyncio.sleep(0.01)
+        del task
+        gc.collect()
+        assert not client._closing
+
+    asyncio.run(scenario())
+    assert reported == []
+
+
+def test_redis_names_are_resolved_by_the_worker_and_tls_still_checks_the_name() -> None:
+    plain = connect("redis://redis:6379/0").connection_pool
+    tls = connect("rediss://redis:6380/0").connection_pool
+    unix = connect("unix:///run/redis.sock").connection_pool
+    assert plain.connection_class is ResolvingConnection
+    assert tls.connection_class is ResolvingSSLConnection
+    assert unix.connection_class is UnixDomainSocketConnection
+    connection = ResolvingSSLConnection(host="redis", port=6380)
+    connection._address = "10.0.0.5"
+    arguments = connection._connection_arguments()
+    assert (arguments["host"], arguments["server_hostname"]) == ("10.0.0.5", "redis")
+    assert arguments["ssl"] is not None
+    over_tcp = ResolvingConnection(host="redis", port=6379)
+    over_tcp._address = "10.0.0.5"
+    assert dict(over_tcp._connection_arguments()) == {"host": "10.0.0.5", "port": 6379}
+
+
 def test_ledger_owes_every_loop_and_every_coin_until_written() -> None:
     ledger = Ledger()
-    ledger.record("0" + "a" * 63, b"coin")
-    ledger.record("f" * 64, b"nothing")
-    assert (ledger.loops, ledger.owed_hashes, ledger.coins) == (2, 2, 1)
+    for digest, data in (("0" + "a" * 63, b"coin"), ("f" * 64, b"nothing")):
+        ledger.reserve()
+        ledger.record(digest, data)
+    assert (ledger.loops, ledger.owed_hashes, ledger.coins, ledger.under_way) == (2, 2, 1, 0)
     assert ledger.owed_coins == {"0" + "a" * 63: b"coin"}
 
 
@@ -370,48 +448,43 @@ def test_redis_password_is_not_logged() -> None:
     )
 
 
-def test_ledger_counts_what_redis_confirmed_apart_from_what_it_owes() -> None:
-    class Pipe:
-        def __init__(self, results: list[object]) -> None:
-            self.results = results
+def test_a_failed_flush_is_sent_again_unchanged_and_new_work_waits_for_the_next() -> None:
+    ledger = Ledger()
+    assert ledger.next_flush() is None  # nothing owed, nothing sent
+    ledger.reserve()
+    ledger.record("0" + "a" * 63, b"coin")
+    ledger.reserve()
+    ledger.record("f" * 64, b"nothing")
+    first = ledger.next_flush()
+    assert first is not None
+    assert (first.seq, first.hashes, first.coins) == (1, 2, {"0" + "a" * 63: b"coin"})
+    ledger.reserve()
+    ledger.record("0" + "b" * 63, b"coin 2")  # done while flush 1 is being sent
+    assert ledger.next_flush() is first  # failed: the same number and the same amounts
+    assert (ledger.unconfirmed_hashes, ledger.unconfirmed_coins) == (3, 2)
+    ledger.confirm(first, applied=False)  # Redis had applied it before: confirmed
+    second = ledger.next_flush()
+    assert second is not None
+    assert (second.seq, second.hashes, second.coins) == (2, 1, {"0" + "b" * 63: b"coin 2"})
+    ledger.confirm(second, applied=True)
+    assert ledger.next_flush() is None
+    assert (ledger.loops, ledger.confirmed_hashes, ledger.unconfirmed_hashes) == (3, 3, 0)
+    assert (ledger.coins, ledger.confirmed_coins, ledger.confirmed_seq) == (2, 2, 2)
+    assert (ledger.applied, ledger.already_applied) == (1, 1)
 
-        async def __aenter__(self) -> Pipe:
-            return self
 
-        async def __aexit__(self, *exc: object) -> None:
-            return None
-
-        def incrby(self, key: str, amount: int) -> None:
-            pass
-
-        def hset(self, key: str, mapping: dict[str, bytes]) -> None:
-            pass
-
-        async def execute(self, raise_on_error: bool) -> list[object]:
-            return self.results
-
-    class Db:
-        def __init__(self, results: list[object]) -> None:
-            self.results = results
-
-        def pipeline(self, transaction: bool) -> Pipe:
-            return Pipe(self.results)
-
-    async def scenario() -> Ledger:
-        ledger = Ledger()
-        ledger.record("0" + "a" * 63, b"coin")
-        ledger.record("f" * 64, b"nothing")
-        wrong_type = ValueError("WRONGTYPE")
-        with pytest.raises(ValueError):
-            await ledger.flush(Db([2, wrong_type]))  # type: ignore[arg-type]
-        assert (ledger.written_hashes, ledger.owed_hashes, ledger.written_coins) == (2, 0, 0)
-        ledger.record("0" + "b" * 63, b"coin 2")
-        await ledger.flush(Db([1, 2]))  # type: ignore[arg-type]
-        return ledger
-
-    ledger = asyncio.run(scenario())
-    assert (ledger.loops, ledger.written_hashes, ledger.owed_hashes) == (3, 3, 0)
-    assert (ledger.coins, ledger.written_coins, ledger.owed_coins) == (2, 2, {})
+def test_the_cap_counts_what_is_owed_sent_and_under_way() -> None:
+    ledger = Ledger(max_owed=3)
+    ledger.reserve()
+    ledger.record("f" * 64, b"x")
+    ledger.next_flush()  # 1 hash being sent
+    ledger.reserve()
+    ledger.record("e" * 64, b"x")  # 1 owed
+    ledger.reserve()  # 1 under way
+    assert not ledger.has_room()
+    ledger.release()  # that loop failed: it counts nothing and frees its place
+    assert ledger.has_room()
+    assert (ledger.loops, ledger.unconfirmed_hashes, ledger.under_way) == (2, 2, 0)
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -424,16 +497,23 @@ def test_address_label_is_ip_colon_port() -> None:
 
 def test_metrics_are_read_from_the_ledger_the_outages_and_the_address_books() -> None:
     ledger = Ledger()
-    for digest in ("0" + "a" * 63, "f" * 64, "e" * 64):
+    for digest in ("0" + "a" * 63, "f" * 64):
+        ledger.reserve()
         ledger.record(digest, b"x")
-    ledger.owed_hashes, ledger.written_hashes, ledger.written_coins = 1, 2, 1
+    flush = ledger.next_flush()
+    assert flush is not None
+    ledger.confirm(flush, applied=True)
+    ledger.reserve()
+    ledger.record("e" * 64, b"x")
     outages = {"rng": Outage("rng", 2.0), "redis": Outage("redis", 2.0)}
     for _ in range(3):
         outages["rng"].failed("refused")
     rng_book = AddressBook(Target.parse("http://10.0.0.1:8001/32"))
     rng_book.answered.update({"10.0.0.1": 5, "fd00::1": 2})
     hasher_book = AddressBook(Target.parse("http://127.0.0.1/"))
-    metrics = WorkerMetrics("node-9", ledger, outages, {"rng": rng_book, "hasher": hasher_book})
+    upstreams = {"rng": rng_book, "hasher": hasher_book}
+    state = MiningState(paused=True)
+    metrics = WorkerMetrics("node-9", ledger, outages, upstreams, worker_id="w-1", state=state)
     metrics.observe(0.004, 0.0001)
     metrics.observe(0.006, 0.0002)
 
@@ -442,6 +522,13 @@ def test_metrics_are_read_from_the_ledger_the_outages_and_the_address_books() ->
     assert page.value("dockercoins_worker_hashes_total") == 2
     assert page.value("dockercoins_worker_coins_total") == 1
     assert page.value("dockercoins_worker_pending_hashes") == 1
+    assert page.value("dockercoins_worker_confirmed_hashes_total", worker_id="w-1") == 2
+    assert page.value("dockercoins_worker_confirmed_coins_total", worker_id="w-1") == 1
+    assert page.value("dockercoins_worker_confirmed_seq", worker_id="w-1") == 1
+    assert page.value("dockercoins_worker_flushes_total", result="applied") == 1
+    assert page.value("dockercoins_worker_flushes_total", result="already_applied") == 0
+    assert page.value("dockercoins_worker_max_owed_hashes") == 100_000
+    assert page.value("dockercoins_worker_mining_paused") == 1
     assert page.value("dockercoins_worker_errors_total", kind="rng") == 3
     assert page.value("dockercoins_worker_errors_total", kind="redis") == 0
     upstream = "dockercoins_worker_upstream_requests_total"
