@@ -1,6 +1,6 @@
 """compose.yml at the top validates and comes up (Debian's docker-compose, or the
 `docker compose` plugin), on the images the session built, with Prometheus scraping every
-container, then is torn down."""
+container and redis keeping an fsynced append-only file on its volume, then is torn down."""
 
 from __future__ import annotations
 
@@ -103,6 +103,18 @@ def test_compose_file_validates_and_comes_up(
         filters={"label": f"com.docker.compose.project={project}"}
     )
     assert len(containers) == 6  # the five and prometheus
+
+    [redis] = [c for c in containers if c.labels.get("com.docker.compose.service") == "redis"]
+    config = redis.exec_run(["redis-cli", "CONFIG", "GET", "append*"]).output.decode().split()
+    assert dict(zip(config[::2], config[1::2], strict=True)) == {
+        "appendonly": "yes",
+        "appendfsync": "always",
+        "appendfilename": "appendonly.aof",
+        "appenddirname": "appendonlydir",
+    }
+    mounts = {mount["Destination"]: mount for mount in redis.attrs["Mounts"]}
+    assert mounts["/var/lib/redis"]["Type"] == "volume"
+    assert mounts["/var/lib/redis"]["Name"] == f"{project}_redis-data"
 
     prometheus = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}"
 

@@ -1,5 +1,6 @@
 """deploy/dockercoins.yml with the real `docker stack deploy` on the lab: the five services,
-rng global, ten workers, hashes rising through http://localhost:8000, then `stack rm`."""
+rng global, ten workers, redis on the labelled node with its data on a volume, hashes rising
+through http://localhost:8000, then `stack rm`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from dockercoins.dockerapi import connect
 from dockercoins.lab.state import LabState
 from dockercoins.paths import REPO_ROOT
+from dockercoins.swarm.specs import REDIS_NODE_LABEL
 
 from tests.support.servers import wait_for
 
@@ -42,13 +44,38 @@ def stack(lab: LabState) -> Iterator[Any]:
     subprocess.run([sys.executable, "-m", "dockercoins", "down"], env=env, check=False, timeout=180)
     subprocess.run([sys.executable, "-m", "dockercoins", "ship"], env=env, check=True, timeout=900)
     client = connect(lab.manager.docker_host, timeout=60)
+    # the stack's redis runs on the node labelled dockercoins.redis=true: `dockercoins
+    # deploy` labels one, else the manager is labelled here (and unlabelled afterwards)
+    labelled = set_redis_label(client) if not redis_label_nodes(client) else None
     try:
         yield client
     finally:
         subprocess.run(["docker", "stack", "rm", STACK], env=env, check=False, timeout=120)
         wait_for(lambda: not stack_tasks(client), timeout=120, interval=1.0)
         wait_for(lambda: not stack_networks(client), timeout=60, interval=1.0)
+        if labelled is not None:
+            set_redis_label(client, labelled, present=False)
         client.close()
+
+
+def redis_label_nodes(client: Any) -> list[Any]:
+    return [
+        node
+        for node in client.nodes.list()
+        if (node.attrs["Spec"].get("Labels") or {}).get(REDIS_NODE_LABEL) == "true"
+    ]
+
+
+def set_redis_label(client: Any, node_id: str | None = None, present: bool = True) -> str:
+    """Set (or remove) the redis label on a node, the manager by default; its ID."""
+    node = client.nodes.get(node_id or client.info()["Swarm"]["NodeID"])
+    spec = dict(node.attrs["Spec"])
+    labels = {k: v for k, v in (spec.get("Labels") or {}).items() if k != REDIS_NODE_LABEL}
+    if present:
+        labels[REDIS_NODE_LABEL] = "true"
+    spec["Labels"] = labels
+    node.update(spec)
+    return str(node.id)
 
 
 def stack_tasks(client: Any) -> list[Any]:
@@ -86,6 +113,13 @@ def test_stack_file_runs_dockercoins(lab: LabState, stack: Any) -> None:
         return len(samples) > 1 and samples[-1] > samples[0]
 
     wait_for(risen, timeout=180, interval=1.0)
+
+    # redis as `deploy` runs it: on the labelled node, its append-only file on a volume
+    [redis] = running(stack, f"{STACK}_redis")
+    assert redis["NodeID"] in {node.id for node in redis_label_nodes(stack)}
+    container = redis["Spec"]["ContainerSpec"]
+    assert "--appendonly" in container["Args"]
+    assert [mount["Target"] for mount in container["Mounts"]] == ["/var/lib/redis"]
 
     docker_cli(lab, "stack", "rm", STACK)
     wait_for(lambda: not stack_tasks(stack), timeout=120, interval=1.0)

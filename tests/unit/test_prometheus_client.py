@@ -89,7 +89,8 @@ TARGETS: dict[str, Any] = {
 def test_the_rate_query_is_the_agreed_promql() -> None:
     assert prometheus.rate_query(prometheus.RNG_REQUESTS, 15) == (
         "sum by (instance, node) (rate(dockercoins_rng_requests_total[15s]) "
-        "* on (instance) group_left(node) dockercoins_instance_info)"
+        "* on (instance) group_left(node) "
+        "(topk by (instance) (1, timestamp(dockercoins_instance_info)) * 0 + 1))"
     )
     # PromQL durations are whole: a run of 29.6 s asks for 30 s, never less than 1 s
     assert "[30s]" in prometheus.rate_query(prometheus.WORKER_HASHES, 29.6)
@@ -232,3 +233,44 @@ def test_a_real_prometheus_labels_real_rngs_by_node(tmp_path: Path) -> None:
         assert {(target.job, target.health) for target in up} == {("rng", "up")}
         with prometheus.connection() as http:
             assert prometheus.locate(url, http) == url
+
+
+def test_an_address_back_on_another_node_after_a_prometheus_restart(tmp_path: Path) -> None:
+    """A redeploy: Prometheus restarts on its old data, an rng comes back at the same address
+    on another node. The old node's info series lingers (no staleness marker is written at
+    shutdown), so the rate must join the newest one, not fail with "duplicate series"."""
+    with scraped_rngs(tmp_path, nodes=("nodeA",)) as fleet:
+        url = fleet.prometheus.url
+
+        def labelled(node: str) -> bool:
+            found = prometheus.rng_rates(url, window=3) or []
+            return [item.label for item in found] == [node] and found[0].rate > 0
+
+        wait_for(lambda: labelled("nodeA"), timeout=30, interval=0.5)
+        fleet.prometheus.stop()
+        rng = fleet.rngs[0]
+        rng.stop()
+        rng.env["DOCKERCOINS_NODE"] = "nodeB"
+        rng.start()
+        fleet.prometheus.start()
+
+        def two_info_series() -> bool:
+            found = fleet.prometheus.query("count by (instance) (dockercoins_instance_info)")
+            return bool(found) and found[0]["value"][1] == "2"
+
+        wait_for(two_info_series, timeout=30, interval=0.5)
+        # joined on every info series, the same rate is the error the newest-series join avoids
+        naive = (
+            "sum by (instance, node) (rate(dockercoins_rng_requests_total[3s]) "
+            "* on (instance) group_left(node) dockercoins_instance_info)"
+        )
+
+        def naive_fails() -> bool:
+            try:
+                fleet.prometheus.query(naive)
+            except httpx.HTTPStatusError:
+                return True
+            return False
+
+        wait_for(naive_fails, timeout=30, interval=0.5)
+        wait_for(lambda: labelled("nodeB"), timeout=30, interval=0.5)

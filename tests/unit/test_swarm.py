@@ -1,14 +1,18 @@
-"""Swarm specs, modes, replica parsing, IP_VS detection and status output: pure functions,
-no daemon."""
+"""Swarm specs (redis durable and pinned to its labelled node), modes, replica parsing,
+IP_VS detection, redis's node, and status output: pure functions and fakes, no daemon."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from dockercoins.errors import UserError
-from dockercoins.swarm import prometheus
+from dockercoins.swarm import placement, prometheus, specs
 from dockercoins.swarm import status as swarm_status
 from dockercoins.swarm.converge import Progress, describe_stuck, progress
 from dockercoins.swarm.ipvs import ipvs_available
@@ -31,6 +35,7 @@ from dockercoins.swarm.specs import (
 )
 from dockercoins.swarm.status import instance_rate_lines, status_lines
 
+REPO = Path(__file__).resolve().parents[2]
 IMAGES = Images("10.9.0.1:5000", "dockercoins", "v1")
 NO_IPVS = Modes(endpoint="dnsrr", publish="host")
 IPVS = Modes(endpoint="vip", publish="ingress")
@@ -132,11 +137,6 @@ def _as_read_back(spec: dict[str, Any]) -> dict[str, Any]:
     back["TaskTemplate"]["Runtime"] = "container"
     back["UpdateConfig"] = {"Parallelism": 1, "FailureAction": "pause"}
     return back
-
-
-def test_same_spec_read_back_has_no_changes() -> None:
-    spec = service_spec("rng", IMAGES, NO_IPVS, "n")
-    assert spec_changes(_as_read_back(spec), spec, with_scale=True) == []
 
 
 def test_vip_default_is_missing_mode() -> None:
@@ -414,3 +414,252 @@ def test_status_keeps_its_lines_and_adds_the_rates(
     assert out[0] == "SERVICE ..."
     assert out[1].startswith("hash rate: unknown (no web UI answered at http://127.0.0.1:8000")
     assert out[2:] == instance_rate_lines("http://127.0.0.1:9090", 15, RNG_RATES, WORKER_RATES)
+
+
+# ---------------------------------------------------------------- redis: durable and pinned
+
+
+def test_redis_keeps_an_fsynced_append_only_file_on_its_volume() -> None:
+    spec = service_spec("redis", IMAGES, NO_IPVS, "n")
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    args = container["Args"]
+    assert args[0] == "redis-server"
+    options = dict(zip(args[1::2], args[2::2], strict=True))
+    assert options["--appendonly"] == "yes"
+    assert options["--appendfsync"] == "always"
+    assert options["--dir"] == specs.REDIS_DATA == "/var/lib/redis"
+    assert container["Mounts"] == [
+        {
+            "Type": "volume",
+            "Source": "dockercoins-redis",
+            "Target": "/var/lib/redis",
+            "VolumeOptions": {"Labels": {"dockercoins.managed": "1"}},
+        }
+    ]
+    assert container["StopGracePeriod"] == 30 * 10**9
+    assert spec["TaskTemplate"]["Placement"] == {
+        "Constraints": ["node.labels.dockercoins.redis == true"]
+    }
+
+
+def test_worker_gets_time_for_its_final_flush_and_the_others_keep_defaults() -> None:
+    worker = service_spec("worker", IMAGES, NO_IPVS, "n")["TaskTemplate"]
+    assert worker["ContainerSpec"]["StopGracePeriod"] == 10 * 10**9
+    assert "Placement" not in worker
+    for name in ("hasher", "rng", "webui"):
+        template = service_spec(name, IMAGES, NO_IPVS, "n")["TaskTemplate"]
+        assert "Placement" not in template, name
+        assert set(template["ContainerSpec"]) == {"Image"}, name
+
+
+@pytest.mark.parametrize("name", ["redis", "worker"])
+def test_redis_and_worker_read_back_have_no_changes(name: str) -> None:
+    spec = service_spec(name, IMAGES, NO_IPVS, "n")
+    back = _as_read_back(spec)
+    if "Placement" in back["TaskTemplate"]:  # the daemon adds the platforms it found
+        back["TaskTemplate"]["Placement"]["Platforms"] = [{"Architecture": "amd64"}]
+    assert spec_changes(back, spec, with_scale=False) == []
+
+
+def test_redis_of_an_older_deploy_becomes_durable_and_keeps_the_rest() -> None:
+    old = _as_read_back(service_spec("redis", IMAGES, NO_IPVS, "n"))
+    container = old["TaskTemplate"]["ContainerSpec"]
+    for key in ("Args", "Mounts", "StopGracePeriod"):
+        del container[key]
+    del old["TaskTemplate"]["Placement"]
+    old["TaskTemplate"]["Resources"] = {"Limits": {"MemoryBytes": 1 << 28}}
+    desired = service_spec("redis", IMAGES, NO_IPVS, "n")
+    assert spec_changes(old, desired, with_scale=False) == [
+        "mounts",
+        "command",
+        "stop grace period",
+        "placement",
+    ]
+    updated = updated_spec(old, desired, with_scale=False)
+    assert spec_changes(updated, desired, with_scale=False) == []
+    assert updated["TaskTemplate"]["Resources"] == {"Limits": {"MemoryBytes": 1 << 28}}
+    assert updated["UpdateConfig"] == {"Parallelism": 1, "FailureAction": "pause"}
+
+
+def test_compose_file_and_stack_file_run_redis_like_deploy() -> None:
+    command = f"    command: {json.dumps(list(specs.REDIS_COMMAND))}\n"
+    for path in ("compose.yml", "deploy/dockercoins.yml"):
+        text = (REPO / path).read_text()
+        redis = text.split("\n  redis:\n", 1)[1].split("\n\n", 1)[0] + "\n"
+        assert command in redis, path
+        assert "      - redis-data:/var/lib/redis\n" in redis, path
+        assert "    stop_grace_period: 30s\n" in redis, path
+        assert "\n  redis-data:\n" in text.split("\nvolumes:", 1)[1], path
+        worker = text.split("\n  worker:\n", 1)[1].split("\n\n", 1)[0]
+        assert "    stop_grace_period: 10s" in worker, path
+    stack = (REPO / "deploy/dockercoins.yml").read_text()
+    assert f'constraints: ["{specs.REDIS_CONSTRAINT}"]' in stack
+
+
+# ---------------------------------------------------------------- redis: which node
+
+
+def _labelled(node: Node) -> Node:
+    return dataclasses.replace(node, labels={"dockercoins.redis": "true"})
+
+
+SWARM = [
+    Node("aaa111", "node1", "ready", "active", "manager", "10.9.0.2"),
+    Node("bbb222", "node2", "ready", "active", "worker", "10.9.0.3"),
+    Node("ccc333", "node3", "down", "active", "worker", "10.9.0.4"),
+]
+
+
+def test_first_deploy_pins_redis_to_the_manager_it_talks_to() -> None:
+    planned = placement.plan(SWARM, None, "aaa111")
+    assert planned == placement.RedisPlacement(SWARM[0], add=True, remove=())
+
+
+def test_later_deploys_keep_the_labelled_node() -> None:
+    nodes = [SWARM[0], _labelled(SWARM[1]), SWARM[2]]
+    assert placement.plan(nodes, None, "aaa111") == placement.RedisPlacement(nodes[1], add=False)
+    assert placement.plan(nodes, "node2", "aaa111").add is False
+    assert placement.redis_node(nodes) == nodes[1]
+
+
+def test_redis_node_by_hostname_id_or_id_prefix() -> None:
+    assert placement.plan(SWARM, "node3", "aaa111").node.hostname == "node3"
+    assert placement.plan(SWARM, "bbb222", "aaa111").node.hostname == "node2"
+    assert placement.plan(SWARM, "ccc", "aaa111").node.hostname == "node3"
+
+
+def test_unknown_redis_node_is_one_line_naming_the_nodes() -> None:
+    with pytest.raises(UserError) as error:
+        placement.plan(SWARM, "node9", "aaa111")
+    assert str(error.value) == (
+        "unknown node 'node9' for --redis-node: the swarm's nodes are node1, node2, node3"
+    )
+
+
+def test_moving_redis_away_from_its_data_is_refused() -> None:
+    nodes = [SWARM[0], _labelled(SWARM[1]), SWARM[2]]
+    with pytest.raises(UserError, match=r"redis's data is on node2 .*--label-rm dockercoins"):
+        placement.plan(nodes, "node1", "aaa111")
+
+
+def test_several_labelled_nodes_need_a_choice() -> None:
+    nodes = [_labelled(SWARM[0]), _labelled(SWARM[1]), SWARM[2]]
+    with pytest.raises(UserError, match="several nodes carry"):
+        placement.plan(nodes, None, "aaa111")
+    assert placement.redis_node(nodes) is None
+    chosen = placement.plan(nodes, "node2", "aaa111")
+    assert (chosen.node.hostname, chosen.add) == ("node2", False)
+    assert [node.hostname for node in chosen.remove] == ["node1"]
+
+
+class NodeAPI:
+    """The node calls of the Engine API: nodes, inspect_node, update_node, info."""
+
+    def __init__(self, nodes: list[Node], me: str) -> None:
+        self.raw: dict[str, dict[str, Any]] = {
+            node.id: {
+                "ID": node.id,
+                "Version": {"Index": 1},
+                "Description": {"Hostname": node.hostname},
+                "Status": {"State": node.state, "Addr": node.addr},
+                "Spec": {"Availability": node.availability, "Role": node.role, "Labels": {}},
+            }
+            for node in nodes
+        }
+        self.me = me
+        self.updates = 0
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return [copy.deepcopy(raw) for raw in self.raw.values()]
+
+    def inspect_node(self, node_id: str) -> dict[str, Any]:
+        return copy.deepcopy(self.raw[node_id])
+
+    def update_node(self, node_id: str, version: int, node_spec: dict[str, Any]) -> None:
+        raw = self.raw[node_id]
+        assert raw["Version"]["Index"] == version
+        raw["Spec"] = copy.deepcopy(node_spec)
+        raw["Version"]["Index"] += 1
+        self.updates += 1
+
+    def info(self) -> dict[str, Any]:
+        return {"Swarm": {"NodeID": self.me}}
+
+    def labels(self) -> dict[str, dict[str, str]]:
+        found = {raw["Description"]["Hostname"]: raw["Spec"]["Labels"] for raw in self.raw.values()}
+        return {name: labels for name, labels in found.items() if labels}
+
+
+def test_pin_redis_labels_the_node_once(capsys: pytest.CaptureFixture[str]) -> None:
+    api = NodeAPI(SWARM, me="aaa111")
+    client = SimpleNamespace(api=api)
+    assert placement.pin_redis(client, None).hostname == "node1"
+    assert api.labels() == {"node1": {"dockercoins.redis": "true"}}
+    assert "node node1: label dockercoins.redis=true set" in capsys.readouterr().err
+    assert placement.pin_redis(client, None).hostname == "node1"  # again: nothing to do
+    assert api.updates == 1
+    assert "redis stays on node1" in capsys.readouterr().err
+
+
+def test_pin_redis_on_a_down_node_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    api = NodeAPI(SWARM, me="aaa111")
+    placement.pin_redis(SimpleNamespace(api=api), "node3")
+    assert api.labels() == {"node3": {"dockercoins.redis": "true"}}
+    assert "warning: redis's node node3 is down" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- status: redis down
+
+REDIS_IMAGE = "redis"
+
+
+def _redis_service() -> dict[str, Any]:
+    return _service("redis", service_spec("redis", IMAGES, NO_IPVS, "n"))
+
+
+def test_status_says_redis_has_no_running_task_when_its_node_is_down() -> None:
+    nodes = [NODES[0], NODES[1], _labelled(NODES[2])]  # node3 (down) holds redis
+    tasks = {"redis": [_task("n3", "running", image=REDIS_IMAGE)]}  # as last reported
+    line = swarm_status.redis_unavailable({"redis": _redis_service()}, tasks, nodes)
+    assert line == "counter unavailable: redis has no running task (its node node3 is down)"
+
+
+def test_status_names_the_latest_redis_task_problem_on_a_ready_node() -> None:
+    nodes = [_labelled(NODES[0]), NODES[1], NODES[2]]
+    tasks = {"redis": [_task("n1", "rejected", "shutdown", err="no space left", ts="2")]}
+    line = swarm_status.redis_unavailable({"redis": _redis_service()}, tasks, nodes)
+    assert line == (
+        "counter unavailable: redis has no running task (its node node1 is ready; "
+        "redis task rejected on node1: no space left)"
+    )
+
+
+def test_status_redis_line_is_silent_when_redis_runs_or_is_not_deployed() -> None:
+    nodes = [_labelled(NODES[0]), NODES[1], NODES[2]]
+    tasks = {"redis": [_task("n1", "running", image=REDIS_IMAGE)]}
+    assert swarm_status.redis_unavailable({"redis": _redis_service()}, tasks, nodes) is None
+    assert swarm_status.redis_unavailable({}, {}, nodes) is None
+
+
+def test_status_without_redis_reads_no_hash_rate(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes = [NODES[0], _labelled(NODES[2])]
+    services = {"redis": _redis_service(), "webui": _service("webui", {})}
+    tasks = {"redis": [_task("n3", "running", image=REDIS_IMAGE)], "webui": []}
+    monkeypatch.setattr(swarm_status, "our_services", lambda client: services)
+    monkeypatch.setattr(swarm_status, "nodes", lambda client: nodes)
+    monkeypatch.setattr(swarm_status, "tasks_of", lambda client, found: tasks)
+    monkeypatch.setattr(swarm_status, "status_lines", lambda *args: ["SERVICE ..."])
+
+    def no_rate(urls: list[str]) -> None:
+        raise AssertionError("the web UI was asked for a rate")
+
+    monkeypatch.setattr(swarm_status, "measure_hash_rate", no_rate)
+    monkeypatch.setattr(swarm_status, "per_task_lines", lambda explicit: ["per task: ..."])
+    assert swarm_status.status(object(), None, wait=30.0) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "SERVICE ...",
+        "counter unavailable: redis has no running task (its node node3 is down)",
+        "per task: ...",
+    ]

@@ -83,7 +83,7 @@ def test_config_files_for_the_stack_and_compose_are_the_same_text(path: str, pre
 def test_promtool_accepts_the_config(tmp_path: Path, prefix: str) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool is not installed (scripts/install.sh installs prometheus)")
+        pytest.fail("promtool is not installed (scripts/install.sh installs prometheus)")
     config = tmp_path / "prometheus.yml"
     config.write_text(prom.config_text(prefix))
     checked = subprocess.run(
@@ -200,10 +200,11 @@ def test_a_new_config_updates_prometheus() -> None:
 
 
 def test_mounts_set_by_hand_on_the_five_are_kept() -> None:
-    current = _as_read_back(service_spec("redis", IMAGES, NO_IPVS, "n"))
-    mount = {"Type": "volume", "Source": "redis-data", "Target": "/var/lib/redis"}
+    # redis has mounts of its own (its data volume): hasher has none
+    current = _as_read_back(service_spec("hasher", IMAGES, NO_IPVS, "n"))
+    mount = {"Type": "volume", "Source": "hasher-scratch", "Target": "/scratch"}
     current["TaskTemplate"]["ContainerSpec"]["Mounts"] = [mount]
-    desired = service_spec("redis", IMAGES, NO_IPVS, "n", env=service_env("redis"))
+    desired = service_spec("hasher", IMAGES, NO_IPVS, "n", env=service_env("hasher"))
     assert spec_changes(current, desired, with_scale=False) == ["env"]
     kept = updated_spec(current, desired, with_scale=False)
     assert kept["TaskTemplate"]["ContainerSpec"]["Mounts"] == [mount]
@@ -219,6 +220,7 @@ class FakeAPI:
         self.services_by_id: dict[str, dict[str, Any]] = {}
         self.configs_by_id: dict[str, dict[str, Any]] = {}
         self.network_list: list[dict[str, Any]] = []
+        self.node_labels: dict[str, str] = {}
         self.counter = 0
 
     def _id(self) -> str:
@@ -283,14 +285,25 @@ class FakeAPI:
         return tasks
 
     def nodes(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "ID": "n1",
-                "Description": {"Hostname": "node1"},
-                "Status": {"State": "ready", "Addr": "10.9.0.2"},
-                "Spec": {"Availability": "active", "Role": "manager"},
-            }
-        ]
+        return [self.inspect_node("n1")]
+
+    def inspect_node(self, node_id: str) -> dict[str, Any]:
+        assert node_id == "n1"
+        spec = {"Availability": "active", "Role": "manager", "Labels": dict(self.node_labels)}
+        return {
+            "ID": "n1",
+            "Version": {"Index": 1},
+            "Description": {"Hostname": "node1"},
+            "Status": {"State": "ready", "Addr": "10.9.0.2"},
+            "Spec": spec,
+        }
+
+    def update_node(self, node_id: str, version: int, node_spec: dict[str, Any]) -> None:
+        assert node_id == "n1"
+        self.node_labels = dict(node_spec.get("Labels") or {})
+
+    def info(self) -> dict[str, Any]:
+        return {"Swarm": {"NodeID": "n1"}}
 
     def configs(self, filters: dict[str, str]) -> list[dict[str, Any]]:
         found = list(self.configs_by_id.values())

@@ -20,6 +20,7 @@ def _command_modules() -> list[ModuleType]:
     from dockercoins.cli import lab as commands_lab
     from dockercoins.cli import local as commands_local
     from dockercoins.cli import swarm as commands_swarm
+    from dockercoins.cli import verify as commands_verify
 
     return [
         commands_local,
@@ -27,6 +28,7 @@ def _command_modules() -> list[ModuleType]:
         commands_dockerd,
         commands_lab,
         commands_swarm,
+        commands_verify,
         commands_bench,
     ]
 

@@ -40,7 +40,9 @@ def register(subparsers: Subparsers) -> None:
         f"{WEBUI_PUBLISHED_PORT}), and {PROMETHEUS} (scraping every task every 5 s, its "
         f"config a swarm config, published on {PROMETHEUS_PORT}) unless --no-metrics, then "
         "wait until every task runs. Running it again leaves unchanged services alone and "
-        "keeps their scale. Without IP_VS in the kernel (detected via /proc/sys/net/ipv4/vs "
+        "keeps their scale. Redis keeps its data (an append-only file, fsynced at every "
+        "write) on the volume dockercoins-redis of one node, the one with the node label "
+        "dockercoins.redis=true. Without IP_VS in the kernel (detected via /proc/sys/net/ipv4/vs "
         "on this machine), services use --endpoint-mode dnsrr and host-mode publishing; "
         f"with it, the swarm defaults (vip, ingress). {WHERE}",
     )
@@ -85,6 +87,14 @@ def register(subparsers: Subparsers) -> None:
         metavar="SERVICE:KEY=VALUE",
         help="an environment variable for a service, e.g. rng:ACCESS_LOG=1 (repeatable)",
     )
+    deploy.add_argument(
+        "--redis-node",
+        default=None,
+        metavar="NODE",
+        help="the node (hostname or ID) redis and its data volume live on; deploy labels it "
+        "dockercoins.redis=true (default: the node already labelled, else the manager this "
+        "command talks to; moving redis away from its data is refused)",
+    )
     _timeout(deploy)
     deploy.set_defaults(func=_deploy)
 
@@ -116,7 +126,8 @@ def register(subparsers: Subparsers) -> None:
         description="Show the services (mode, running/desired tasks), the tasks per node and "
         "the hash rate measured from /json samples of the web UI over a few seconds "
         f"(127.0.0.1:{WEBUI_PUBLISHED_PORT}, "
-        f"else the lab's node addresses). {WHERE}",
+        "else the lab's node addresses); while redis has no running task, why not (e.g. its "
+        f"node is down) instead of a rate. {WHERE}",
     )
     status.add_argument("--webui", default=None, metavar="URL", help="read /json from here")
     status.add_argument(
@@ -141,7 +152,9 @@ def register(subparsers: Subparsers) -> None:
         help="remove the five services, prometheus and the network",
         description=f"Remove redis, hasher, rng, webui, worker and {PROMETHEUS}, wait until "
         f"their tasks are gone, then remove {PROMETHEUS}'s configs and the network "
-        f"`dockercoins` ({PROMETHEUS}'s data volume stays on its node). {WHERE}",
+        f"`dockercoins` ({PROMETHEUS}'s data volume stays on its node, and so do redis's "
+        "volume and node label: the next deploy finds the counter and the wallet). "
+        f"{WHERE}",
     )
     _timeout(down, 120.0)
     down.set_defaults(func=_down)
@@ -190,6 +203,7 @@ def _deploy(args: argparse.Namespace) -> int:
             env=env,
             timeout=args.timeout,
             metrics=not args.no_metrics,
+            redis_node=args.redis_node,
         )
     where = " of the node running {}" if modes.publish == "host" else " of every node"
     ui.result(

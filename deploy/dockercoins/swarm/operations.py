@@ -18,9 +18,11 @@ from dockercoins.names import GLOBAL, MANAGED_LABEL, NETWORK, PROMETHEUS, REDIS,
 from dockercoins.swarm import prometheus_service
 from dockercoins.swarm.configs import ensure_config, remove_configs
 from dockercoins.swarm.converge import POLL, wait_converged, wait_tasks_gone
+from dockercoins.swarm.placement import pin_redis
 from dockercoins.swarm.read import our_services, require
 from dockercoins.swarm.specs import (
     DEPLOY_ORDER,
+    REDIS_VOLUME,
     Images,
     Modes,
     Spec,
@@ -124,11 +126,15 @@ def deploy(
     env: dict[str, dict[str, str]],
     timeout: float,
     metrics: bool = True,
+    redis_node: str | None = None,
 ) -> None:
-    """Network, then the five services in the tutorial's order, then Prometheus (with
-    `metrics`; without, a prometheus service is removed); waits until they run.
-    Existing services with the same spec are left alone; a changed spec is updated. The
-    scale of existing services (replicas, rng's mode) is kept unless `workers` is given."""
+    """Redis's node label (placement.pin_redis: `redis_node`, else the node that has it,
+    else this manager), the network, then the five services in the tutorial's order, then
+    Prometheus (with `metrics`; without, a prometheus service is removed); waits until they
+    run. Existing services with the same spec are left alone; a changed spec is updated.
+    The scale of existing services (replicas, rng's mode) is kept unless `workers` is
+    given."""
+    pin_redis(client, redis_node)
     network_id = ensure_network(client)
     images = pin_images(client, images)
     existing = our_services(client, DEPLOY_ORDER)
@@ -227,7 +233,8 @@ def rng_mode(client: Any, mode: str, replicas: int, timeout: float) -> None:
 
 def down(client: Any, timeout: float) -> None:
     """Remove the five services and Prometheus, wait until their tasks are gone, remove
-    Prometheus's configs and the network. Its data volume stays on its node."""
+    Prometheus's configs and the network. The data volumes (redis's, Prometheus's) and
+    redis's node label stay, so that the next deploy finds the data."""
     import docker.errors
 
     services = our_services(client, DEPLOY_ORDER)
@@ -240,6 +247,11 @@ def down(client: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     wait_tasks_gone(client, {raw["ID"] for raw in services.values()}, timeout, "down")
     _forget_configs(client)
+    if REDIS in services:
+        ui.info(
+            f"    volume {REDIS_VOLUME}: kept on the node that ran {REDIS} (the counter and "
+            "the wallet; the next deploy puts redis there again)"
+        )
     if PROMETHEUS in services:
         ui.info(
             f"    volume {prometheus_service.VOLUME}: kept on the node that ran {PROMETHEUS} "

@@ -58,13 +58,20 @@ def candidates(explicit: str | None) -> list[str]:
     return published_urls(explicit, PROMETHEUS_PORT)
 
 
+# dockercoins_instance_info, one series per instance (address): the newest. After a redeploy
+# an address can come back on another node while the old series lingers (a restarted
+# Prometheus writes no staleness marker for what it no longer scrapes): joining on both would
+# be a "duplicate series" error. Its value is 1, so it only labels the rate.
+LATEST_INFO = "(topk by (instance) (1, timestamp(dockercoins_instance_info)) * 0 + 1)"
+
+
 def rate_query(counter: str, window: float) -> str:
     """PromQL: `counter`'s rate per instance over `window` seconds (whole seconds, at least
     1), labelled with the instance's node from dockercoins_instance_info."""
     seconds = max(1, round(window))
     return (
         f"sum by (instance, node) (rate({counter}[{seconds}s]) "
-        "* on (instance) group_left(node) dockercoins_instance_info)"
+        f"* on (instance) group_left(node) {LATEST_INFO})"
     )
 
 

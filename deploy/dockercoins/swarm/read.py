@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dockercoins import ui
@@ -20,6 +20,7 @@ class Node:
     availability: str  # active, pause, drain
     role: str
     addr: str
+    labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def schedulable(self) -> bool:
@@ -36,6 +37,7 @@ def nodes(client: Any) -> list[Node]:
             availability=raw.get("Spec", {}).get("Availability", "active"),
             role=raw.get("Spec", {}).get("Role", "worker"),
             addr=raw.get("Status", {}).get("Addr", ""),
+            labels=dict(raw.get("Spec", {}).get("Labels") or {}),
         )
         for raw in client.api.nodes()
     ]

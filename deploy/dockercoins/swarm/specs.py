@@ -3,6 +3,11 @@
 Names and ports are the tutorial's (redis, hasher, rng, webui, worker; webui published
 on 8000), so the worker's defaults (http://rng/32, http://hasher/, redis://redis:6379/0)
 reach the others with no settings. Prometheus's spec is in swarm.prometheus_service.
+
+Redis is the one service with state: its append-only file (fsynced at every write) on the
+named volume REDIS_VOLUME, pinned by a placement constraint to the node that carries the
+node label REDIS_NODE_LABEL (a volume is local to its node), and given REDIS_STOP_GRACE to
+finish writing when stopped. The worker gets WORKER_STOP_GRACE for its final flush.
 """
 
 from __future__ import annotations
@@ -27,7 +32,39 @@ from dockercoins.names import (
     WEBUI_PUBLISHED_PORT,
 )
 
+WORKER = "worker"
+
 REDIS_IMAGE = "redis"
+# The node label `deploy` sets on the node redis runs on (its value "true"), and the
+# placement constraint that pins redis there.
+REDIS_NODE_LABEL = "dockercoins.redis"
+REDIS_CONSTRAINT = f"node.labels.{REDIS_NODE_LABEL} == true"
+REDIS_VOLUME = "dockercoins-redis"  # its data: a local volume on that node
+REDIS_DATA = "/var/lib/redis"  # the image's WORKDIR, owned by its user redis
+# redis-server with an append-only file in REDIS_DATA, fsynced before each write is
+# acknowledged: a write the worker was told about survives a crash of redis or its node.
+REDIS_COMMAND = (
+    "redis-server",
+    "--bind",
+    "0.0.0.0",
+    "--port",
+    "6379",
+    "--protected-mode",
+    "no",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+    "--save",
+    "",
+    "--dir",
+    REDIS_DATA,
+    "--logfile",
+    "",
+)
+SECOND_NS = 1_000_000_000
+REDIS_STOP_GRACE = 30  # seconds between SIGTERM and SIGKILL: redis fsyncs and exits
+WORKER_STOP_GRACE = 10  # the worker writes what it owes on SIGTERM, within about 2 s
 
 # Every service `deploy` may create, in order: the five, then Prometheus (unless --no-metrics).
 DEPLOY_ORDER = (*SWARM_SERVICES, PROMETHEUS)
@@ -161,16 +198,33 @@ def service_spec(
     replicas: int = 1,
     env: dict[str, str] | None = None,
 ) -> Spec:
-    """The full service spec (as POST /services/create takes it) for one of the five."""
+    """The full service spec (as POST /services/create takes it) for one of the five:
+    redis with its command, volume, placement and stop grace period, the worker with its
+    stop grace period."""
     if service not in SWARM_SERVICES:
         raise UserError(f"unknown service {service!r}: choose from {', '.join(SWARM_SERVICES)}")
     container: Spec = {"Image": images.ref(service)}
     if env:
         container["Env"] = [f"{key}={value}" for key, value in sorted(env.items())]
+    template: Spec = {"ContainerSpec": container, "Networks": [{"Target": network_id}]}
+    if service == REDIS:
+        container["Args"] = list(REDIS_COMMAND)
+        container["Mounts"] = [
+            {
+                "Type": "volume",
+                "Source": REDIS_VOLUME,
+                "Target": REDIS_DATA,
+                "VolumeOptions": {"Labels": {MANAGED_LABEL: "1"}},
+            }
+        ]
+        container["StopGracePeriod"] = REDIS_STOP_GRACE * SECOND_NS
+        template["Placement"] = {"Constraints": [REDIS_CONSTRAINT]}
+    elif service == WORKER:
+        container["StopGracePeriod"] = WORKER_STOP_GRACE * SECOND_NS
     return {
         "Name": service,
         "Labels": {MANAGED_LABEL: "1"},
-        "TaskTemplate": {"ContainerSpec": container, "Networks": [{"Target": network_id}]},
+        "TaskTemplate": template,
         "Mode": replicated(replicas),
         "EndpointSpec": endpoint_spec(service, modes),
     }
@@ -221,10 +275,15 @@ def _mounts(container: Spec) -> list[tuple[str, str, str]]:
     )
 
 
+def _constraints(template: Spec) -> list[str]:
+    return sorted(str(item) for item in (template.get("Placement") or {}).get("Constraints") or [])
+
+
 def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
     """The parts of a spec `deploy` manages, normalised so that a spec read back from the
-    daemon compares equal to the one we built. Configs and mounts only where the spec has
-    them (prometheus); scale (mode, replicas) only if asked."""
+    daemon compares equal to the one we built. Configs, mounts, command, stop grace period
+    and placement only where the spec has them (prometheus, redis, worker); scale (mode,
+    replicas) only if asked."""
     template = spec.get("TaskTemplate", {})
     container = template.get("ContainerSpec", {})
     endpoint = spec.get("EndpointSpec") or {}
@@ -239,6 +298,12 @@ def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
         view["configs"] = _configs(container)
     if container.get("Mounts"):
         view["mounts"] = _mounts(container)
+    if container.get("Args"):
+        view["command"] = [str(arg) for arg in container["Args"]]
+    if container.get("StopGracePeriod"):
+        view["stop grace period"] = int(container["StopGracePeriod"])
+    if _constraints(template):
+        view["placement"] = _constraints(template)
     if with_scale:
         view["mode"] = mode_of(spec)
         view["replicas"] = replicas_of(spec)
@@ -264,9 +329,13 @@ def updated_spec(current: Spec, desired: Spec, with_scale: bool) -> Spec:
         container["Env"] = list(want_container["Env"])
     else:
         container.pop("Env", None)
-    for field_name in ("Configs", "Mounts"):  # only where `deploy` sets them
+    for field_name in ("Configs", "Mounts", "Args", "StopGracePeriod"):  # where `deploy` sets them
         if want_container.get(field_name):
             container[field_name] = copy.deepcopy(want_container[field_name])
+    want_constraints = _constraints(desired["TaskTemplate"])
+    if want_constraints:
+        placement = template.setdefault("Placement", {})
+        placement["Constraints"] = want_constraints
     template["Networks"] = copy.deepcopy(desired["TaskTemplate"]["Networks"])
     spec["EndpointSpec"] = copy.deepcopy(desired["EndpointSpec"])
     spec.setdefault("Labels", {}).update(desired.get("Labels", {}))

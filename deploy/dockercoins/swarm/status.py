@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from dockercoins import ui
-from dockercoins.names import SWARM_SERVICES
+from dockercoins.names import REDIS, SWARM_SERVICES
 from dockercoins.swarm import prometheus
-from dockercoins.swarm.converge import progress
+from dockercoins.swarm.converge import describe_stuck, progress
+from dockercoins.swarm.placement import redis_node
 from dockercoins.swarm.prometheus import InstanceRate
 from dockercoins.swarm.rates import WebUIUnreadable, hash_rate, sample, webui_candidates
 from dockercoins.swarm.read import Node, nodes, our_services, task_running, tasks_of
@@ -46,6 +47,34 @@ def status_lines(
             counts.append(str(len(running)))
         node_rows.append([node.hostname, node.state, node.role, *counts])
     return lines + ui.table(node_rows)
+
+
+def redis_unavailable(
+    services: dict[str, Spec], tasks: dict[str, list[Spec]], all_nodes: list[Node]
+) -> str | None:
+    """One line saying why the counter cannot be read when redis has no running task (its
+    node down, or what its latest task says), None when redis runs or is not deployed."""
+    raw = services.get(REDIS)
+    if raw is None:
+        return None
+    ready = {node.id for node in all_nodes if node.state == "ready"}
+    redis_tasks = tasks.get(REDIS, [])
+    if any(task_running(task, ready) for task in redis_tasks):
+        return None
+    prefix = "counter unavailable: redis has no running task"
+    node = redis_node(all_nodes)
+    if node is None:
+        latest = sorted(
+            (task for task in redis_tasks if task.get("NodeID")),
+            key=lambda task: task.get("Status", {}).get("Timestamp", ""),
+        )
+        by_id = {item.id: item for item in all_nodes}
+        node = by_id.get(latest[-1]["NodeID"]) if latest else None
+    if node is not None and node.state != "ready":
+        return f"{prefix} (its node {node.hostname} is {node.state})"
+    problems = describe_stuck(REDIS, redis_tasks, all_nodes, limit=1)
+    where = f"its node {node.hostname} is {node.state}; " if node is not None else ""
+    return f"{prefix} ({where}{problems[0] if problems else 'no task yet'})"
 
 
 def instance_rate_lines(
@@ -114,6 +143,12 @@ def status(
         ui.result(line)
     if "webui" not in services:
         ui.result("hash rate: DockerCoins is not deployed (dockercoins deploy)")
+        return 0
+    unavailable = redis_unavailable(services, tasks, all_nodes)
+    if unavailable is not None:
+        ui.result(unavailable)
+        for line in per_task_lines(prometheus_url):
+            ui.result(line)
         return 0
     deadline = time.monotonic() + wait
     measured = measure_hash_rate(webui_candidates(webui))
