@@ -17,10 +17,10 @@ echo "==> mypy (strict)" >&2
 mypy
 
 echo "==> tier 1: fast tests (pure functions, services on loopback, real Redis, Chromium)" >&2
-pytest tests/unit tests/services "$@"
+pytest tests/unit tests/services --durations=10 "$@"
 
 echo "==> tier 2: Docker tests (real dockerd and registry)" >&2
-pytest tests/docker "$@"
+pytest tests/docker --durations=10 "$@"
 
 echo "==> tier 3: lab tests (real multi-node swarm)" >&2
-pytest tests/lab "$@"
+pytest tests/lab --durations=0 "$@"

@@ -86,3 +86,21 @@ def test_a_second_build_comes_from_the_cache(
         base=images.BASE_OFFLINE,
     )
     assert again[0].image_id == built_images["rng"].image_id
+
+
+MB = 1_000_000  # as `docker images` counts
+BUDGET_OVER_BASE = 30 * MB  # docs/images.md: every service image within base + 30 MB
+
+
+def test_each_image_is_within_its_base_plus_30_mb(
+    docker_session: DockerSession, built_images: dict[str, images.BuiltImage]
+) -> None:
+    client = docker_session.client
+    base = int(client.api.inspect_image(baseimage.BASE_IMAGE_TAG)["Size"])
+    over = {
+        service: int(client.api.inspect_image(built.ref)["Size"]) - base
+        for service, built in built_images.items()
+    }
+    print({service: f"+{size / MB:.1f} MB" for service, size in over.items()})
+    assert sorted(over) == sorted(IMAGES)
+    assert {service: size for service, size in over.items() if size > BUDGET_OVER_BASE} == {}

@@ -1,10 +1,12 @@
 """The lab tier's shared fixture: one real 3-node lab for the whole session.
 
 `lab` brings the lab up once (`dockercoins lab up --nodes 3`, the real CLI) and tears it
-down in a finally (`dockercoins lab down`), even when tests fail (a developer may keep
-it with DOCKERCOINS_LAB_KEEP=1, which also skips the disruptive tests). Tests marked
+down in a finally (`dockercoins lab down`), even when tests fail. Tests marked
 `lab_disruptive` (they kill daemons or tear the lab down) are moved to the end of the
 session, in their file order, so they never pull the lab from under other tests.
+A developer may keep the lab with DOCKERCOINS_LAB_KEEP=1; the disruptive tests then fail
+(they would not keep it), so deselect them with `-m "not lab_disruptive"`. Without root
+the tier fails: it never skips.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from dockercoins.dockerapi import connect
 from dockercoins.lab import state as lab_state
 from dockercoins.lab.state import LabState
 
+from tests.support import host_docker as host_docker_support
 from tests.support.lab import cli
 
 LAB_NODES = 3
@@ -40,18 +44,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if here in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.lab)
     items.sort(key=lambda item: item.get_closest_marker(DISRUPTIVE) is not None)
-    if os.environ.get("DOCKERCOINS_LAB_KEEP") == "1":
-        keep = pytest.mark.skip(reason="DOCKERCOINS_LAB_KEEP=1: the lab is kept as it is")
-        for item in items:
-            if item.get_closest_marker(DISRUPTIVE):
-                item.add_marker(keep)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if os.environ.get("DOCKERCOINS_LAB_KEEP") == "1" and item.get_closest_marker(DISRUPTIVE):
+        pytest.fail(
+            "DOCKERCOINS_LAB_KEEP=1 keeps the lab, and this test kills daemons or tears the "
+            'lab down: deselect it with -m "not lab_disruptive"'
+        )
 
 
 @pytest.fixture(scope="session")
-def lab() -> Iterator[LabState]:
-    """A running 3-node lab (lab_state.LabState), torn down at the end of the session."""
+def host_docker() -> Iterator[BesideHost]:
+    """The user's own Docker on the host (the default socket; started if none answers) with
+    a container publishing a port, and what it and the host's iptables looked like before
+    the lab came up. The lab runs beside it for the whole session."""
     if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
+        pytest.fail("the lab tier needs root (network namespaces, bridges, dockerd): run as root")
+    with host_docker_support.running() as host:
+        yield BesideHost(host=host, before=host.snapshot())
+
+
+@pytest.fixture(scope="session")
+def lab(host_docker: BesideHost) -> Iterator[LabState]:
+    """A running 3-node lab (lab_state.LabState), torn down at the end of the session;
+    then the host's own Docker is checked: same containers, networks and iptables rules as
+    before `lab up`, its container still answering."""
     try:
         up = cli(None, "lab", "up", "--nodes", str(LAB_NODES), timeout=UP_TIMEOUT)
         if up.returncode != 0:
@@ -64,6 +82,21 @@ def lab() -> Iterator[LabState]:
             down = cli(None, "lab", "down", timeout=DOWN_TIMEOUT)
             if down.returncode != 0:
                 print(f"`dockercoins lab down` failed:\n{down.stderr[-3000:]}", file=sys.stderr)
+            host_docker.check_untouched()
+
+
+@dataclass(frozen=True)
+class BesideHost:
+    host: host_docker_support.HostDocker
+    before: host_docker_support.Snapshot
+
+    def check_untouched(self) -> None:
+        """The host's Docker as it was before the lab, its container answering."""
+        assert self.host.answers(), f"the host's container stopped answering ({self.host.url})"
+        after = self.host.snapshot()
+        assert after.containers == self.before.containers
+        assert after.networks == self.before.networks
+        assert after.iptables == self.before.iptables
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,20 @@
 """`dockercoins bench rng-modes` on the real lab, short: it runs, writes a table, JSON and a
-PNG of the right shape with sane values, and leaves the services as it found them (also
-when interrupted with Ctrl-C). No speed assertions: the benchmark prints numbers."""
+PNG of the right shape with sane values, and leaves the services as it found them, also
+when interrupted with Ctrl-C: while it measures, and in the middle of rng's remove-and-
+create (rng is created again from the spec recorded at the start, and a second Ctrl-C
+while it puts things back only says to wait). No speed assertions: the benchmark prints
+numbers."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,19 +62,27 @@ def scale_state(client: Any) -> tuple[str, int | None, int]:
     return ("replicated", rng_mode["Replicated"]["Replicas"], worker)
 
 
-@pytest.fixture
-def known_state(lab: LabState, manager: Any, dockercoins: None) -> Iterator[tuple[str, Any, int]]:
-    """Put the services in a state the benchmark must come back to (rng global, 3 workers),
-    and back to what they were before the test afterwards."""
+@pytest.fixture(scope="module")
+def state_before(lab: LabState, manager: Any, dockercoins: None) -> Iterator[None]:
+    """The services' scale as the module found it, put back after the module (each test
+    leaves them in the known state below: one switch of rng's mode for the module, not
+    two per test)."""
     before = scale_state(manager)
-    ok(cli(lab, "rng-mode", "global", "--timeout", "240"))
-    ok(cli(lab, "scale", "worker=3", "--timeout", "240"))
     try:
-        yield scale_state(manager)
+        yield
     finally:
         mode, replicas, workers = before
         cli(lab, "rng-mode", mode, *(["--replicas", str(replicas)] if replicas else []))
         cli(lab, "scale", f"worker={workers}")
+
+
+@pytest.fixture
+def known_state(lab: LabState, manager: Any, state_before: None) -> tuple[str, Any, int]:
+    """The services in a state the benchmark must come back to (rng global, 3 workers);
+    quick when a test before left them so."""
+    ok(cli(lab, "rng-mode", "global", "--timeout", "240"))
+    ok(cli(lab, "scale", "worker=3", "--timeout", "240"))
+    return scale_state(manager)
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -160,5 +173,69 @@ def test_ctrl_c_puts_the_services_back(
     sys.stderr.write(stderr)
     assert proc.returncode == 130
     assert "Traceback" not in stderr
+    assert scale_state(manager) == ("global", None, 3)
+    assert not (tmp_path / "rng-modes.json").exists()
+
+
+RECREATING = "rng was removed in the middle of a mode switch: creating it again"
+WAIT = "putting the services back as they were first; this ends by itself"
+
+
+def rng_service(client: Any) -> dict[str, Any] | None:
+    """rng as the manager returns it (ID, Spec...), None while there is none."""
+    found = [raw for raw in client.api.services() if raw["Spec"]["Name"] == "rng"]
+    return found[0] if found else None
+
+
+def test_ctrl_c_in_the_middle_of_rng_s_mode_switch_creates_it_again_from_its_spec(
+    lab: LabState, manager: Any, known_state: tuple[str, Any, int], tmp_path: Path
+) -> None:
+    before = rng_service(manager)
+    assert before is not None
+    # run 1 in rng's mode now (global), then run 2 switches it: rng removed, then created
+    args = ["rng-modes", "--workers", "1", "--sweep", "1", "--duration", "2", "--warmup", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dockercoins", "bench", *args, "--out", str(tmp_path)],
+        env=lab_env(lab),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    said: list[bytes] = []
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        while chunk := os.read(proc.stderr.fileno(), 65536):
+            said.append(chunk)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+
+    def text() -> str:
+        return b"".join(said).decode(errors="replace")
+
+    try:
+        # watch the daemon: Ctrl-C once rng is gone and not yet created again
+        wait_for(lambda: rng_service(manager) is None, timeout=300, interval=0.05)
+        proc.send_signal(signal.SIGINT)
+        # it creates rng again while it puts things back: a second Ctrl-C then only waits
+        wait_for(lambda: RECREATING in text(), timeout=60, interval=0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=10)
+    stderr = text()
+    sys.stderr.write(stderr)
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr
+    assert stderr.count(WAIT) == 1
+    assert stderr.index(RECREATING) < stderr.index(WAIT)
+    after = rng_service(manager)
+    assert after is not None
+    assert after["ID"] != before["ID"]  # created again...
+    assert after["Spec"] == before["Spec"]  # ...from the spec recorded at the start
     assert scale_state(manager) == ("global", None, 3)
     assert not (tmp_path / "rng-modes.json").exists()

@@ -1,10 +1,12 @@
 """A lab node that dies, on the real lab with DockerCoins deployed (rng global, so node2 runs
-a container): `lab node stop|start`; `lab node kill` (a power loss: nothing of the node
-survives) followed by `lab up`; and a node whose daemons and shims are SIGKILLed by hand,
-whose containers run on as orphans, followed by `lab down`. After each, no process is left
-in the node's cgroup but those of the containers its live dockerd runs, and no DockerCoins
-service process of a lab container runs anywhere else on the host. Every test leaves the
-lab up and healthy."""
+a container): `lab node stop|start` (a swarm command warns, naming the node that is not
+ready); `lab node kill` (a power loss: nothing of the node survives) followed by `lab up`;
+a node whose daemons and shims are SIGKILLed by hand, whose containers run on as orphans,
+followed by `lab down`; and every lab process at once (all nodes' daemons and shims, the
+forwarders, the registry) SIGKILLed, after which `lab up` brings it all back and the
+coins are mined again. After each, no process is left in the node's cgroup but those of
+the containers its live dockerd runs, and no DockerCoins service process of a lab
+container runs anywhere else on the host. Every test leaves the lab up and healthy."""
 
 from __future__ import annotations
 
@@ -17,11 +19,14 @@ from pathlib import Path
 import pytest
 from dockercoins.dockerapi import connect
 from dockercoins.host import cgroups, processes
+from dockercoins.images import registry
+from dockercoins.lab import forward as labforward
 from dockercoins.lab import nodes
 from dockercoins.lab.network import MAX_NODES
-from dockercoins.lab.state import LabState
+from dockercoins.lab.state import LabState, lab_dir
 
 from tests.lab import test_bench_rng_modes as bench
+from tests.lab.test_lab_e2e import wait_hashes_rise
 from tests.support.lab import cli, ok
 from tests.support.servers import wait_for
 
@@ -134,10 +139,63 @@ def node_daemons_by_hand(index: int) -> list[int]:
     return sorted(found)
 
 
+def swarm_state(lab: LabState, hostname: str) -> str:
+    """The node's state in the manager's node list (ready, down, unknown...)."""
+    client = connect(lab.manager.docker_host, timeout=60)
+    try:
+        states = {
+            node.attrs["Description"]["Hostname"]: node.attrs["Status"]["State"]
+            for node in client.nodes.list()
+        }
+    finally:
+        client.close()
+    return str(states[hostname])
+
+
+def every_lab_process(lab: LabState) -> dict[str, list[int]]:
+    """What runs the lab, found without the tool's help: per node its dockerd, containerd
+    and shims; the two forwarders and the registry (their pidfiles, checked alive)."""
+    found = {node.name: node_daemons_by_hand(index) for index, node in enumerate(lab.nodes, 1)}
+    for forward in (labforward.WEBUI, labforward.PROMETHEUS):
+        pid = labforward.running_pid(forward)
+        found[f"forwarder{forward.suffix}"] = [] if pid is None else [pid]
+    pid = registry.status(lab_dir() / "registry").pid
+    found["registry"] = [] if pid is None else [pid]
+    return found
+
+
 def lab_up(lab: LabState) -> None:
     ok(cli(lab, "lab", "up", "--nodes", str(len(lab.nodes)), timeout=UP_TIMEOUT))
     status = cli(lab, "lab", "status", timeout=120)
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+@pytest.mark.lab_disruptive
+def test_every_lab_process_killed_then_up_recovers_and_mines(
+    lab: LabState, rng_everywhere: None
+) -> None:
+    wait_hashes_rise(timeout=120)  # it mines before the crash
+    before = every_lab_process(lab)
+    assert all(before.values()), before  # each node's daemons, both forwarders, registry
+    assert all(len(before[node.name]) >= 3 for node in lab.nodes), before
+    killed = sorted({pid for pids in before.values() for pid in pids})
+    try:
+        for pid in killed:  # all at once, as a crash of the host's lab would
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not any(processes.is_alive(pid) for pid in killed), timeout=30)
+        assert cli(lab, "lab", "status", timeout=120).returncode == 1
+        recovered = cli(lab, "lab", "up", "--nodes", str(len(lab.nodes)), timeout=UP_TIMEOUT)
+        assert recovered.returncode == 0, recovered.stderr
+    finally:
+        lab_up(lab)  # also checks `lab status`: every node, registry and forwarder up
+    after = every_lab_process(lab)
+    assert all(after.values()), after
+    assert not set(killed) & {pid for pids in after.values() for pid in pids}
+    assert {node.name: swarm_state(lab, node.name) for node in lab.nodes} == dict.fromkeys(
+        (node.name for node in lab.nodes), "ready"
+    )
+    wait_hashes_rise(timeout=240)  # the swarm ran every task again: the coins are mined
+    assert_no_orphans(lab)
 
 
 @pytest.mark.lab_disruptive
@@ -149,6 +207,13 @@ def test_node_stop_then_start(lab: LabState, rng_everywhere: None) -> None:
         assert cgroups.pids_under(nodes.cgroup(NODE)) == []
         assert node_service_pids(NODE) == []
         assert cli(lab, "lab", "status", timeout=120).returncode == 1  # node2 is DOWN
+        # once the manager sees it, a swarm command names the node that is not ready
+        wait_for(lambda: swarm_state(lab, f"node{NODE}") != "ready", timeout=90, interval=1)
+        warned = cli(lab, "rng-mode", "global", "--timeout", "120")  # rng is global already
+        assert warned.returncode == 0, warned.stderr
+        warnings = [line for line in warned.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1, warned.stderr
+        assert warnings[0].startswith(f"warning: node node{NODE} is ")
         ok(cli(lab, "lab", "node", "start", f"node{NODE}", timeout=UP_TIMEOUT))
         assert node.pid() is not None
         assert cli(lab, "lab", "status", timeout=120).returncode == 0

@@ -1,11 +1,15 @@
 """The lab itself on a real 3-node swarm: nodes, hostnames, images, overlay across nodes,
-registry seen from a node, the web UI forwarder, idempotent `up`, `status`, recovery after
-a killed daemon, and a `down` that leaves nothing behind."""
+registry seen from a node, the web UI forwarder, idempotent `up`, `status`, the host-wide
+lock (a second lab command waits, saying so), and a `down --purge` that leaves nothing
+behind, caches included. (Recovery after every lab process is killed: test_lab_faults.)"""
 
 from __future__ import annotations
 
+import fcntl
 import os
-import signal
+import subprocess
+import sys
+import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -16,11 +20,12 @@ import pytest
 from dockercoins.dockerapi import connect
 from dockercoins.host import mounts, processes
 from dockercoins.images.base import BASE_IMAGE_TAG, REDIS_IMAGE_TAG
+from dockercoins.lab import lifecycle, nodes
 from dockercoins.lab import network as labnet
 from dockercoins.lab import state as lab_state
 from dockercoins.lab.state import LabState
 
-from tests.support.lab import cli
+from tests.support.lab import cli, lab_env
 from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.lab
@@ -154,8 +159,6 @@ def test_forwarder_reaches_the_node_that_publishes_port_8000(
 
 
 def test_up_again_is_idempotent(lab: LabState, clients: dict[str, Any]) -> None:
-    from dockercoins.lab import nodes
-
     pids = [nodes.daemon(labnet.node_index(node.name)).pid() for node in lab.nodes]
     before = swarm_nodes(clients["node1"])
     again = cli(lab, "lab", "up", "--nodes", str(len(lab.nodes)))
@@ -178,27 +181,45 @@ def test_status_shows_nodes_state_and_role(lab: LabState) -> None:
     assert "forwarder 127.0.0.1:8000 running" in shown.stdout
 
 
-@pytest.mark.lab_disruptive
-def test_up_recovers_after_a_killed_daemon(lab: LabState) -> None:
-    from dockercoins.lab import nodes
-
-    node2 = nodes.daemon(2)
-    killed = node2.pid()
-    assert killed is not None
-    os.kill(killed, signal.SIGKILL)  # nothing else is cleaned: pidfile, socket, mounts stay
-    wait_for(lambda: not processes.is_alive(killed), timeout=30)
-    assert node2.pidfile.exists()
-    recovered = cli(lab, "lab", "up", "--nodes", str(len(lab.nodes)))
-    assert recovered.returncode == 0, recovered.stderr
-    restarted = node2.pid()
-    assert restarted is not None
-    assert restarted != killed
-    client = connect(lab.manager.docker_host, timeout=60)
-    try:
-        states = {name: state for name, (_, _, state) in swarm_nodes(client).items()}
-    finally:
-        client.close()
-    assert states == {"node1": "ready", "node2": "ready", "node3": "ready"}
+def test_a_second_lab_command_waits_for_the_lock_saying_who_holds_it(lab: LabState) -> None:
+    with lifecycle.LOCK_FILE.open("a+") as held:  # this test holds the lab lock, as `up` would
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.truncate(0)
+        held.write(f"{os.getpid()}\n")
+        held.flush()
+        second = subprocess.Popen(
+            [sys.executable, "-m", "dockercoins", "lab", "up", "--nodes", str(len(lab.nodes))],
+            env=lab_env(lab),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert second.stderr is not None
+        said: list[str] = []
+        reader = threading.Thread(target=lambda: said.extend(second.stderr or []), daemon=True)
+        reader.start()
+        try:
+            wait_for(lambda: bool(said), timeout=60, interval=0.2)
+            assert said[0].rstrip("\n") == (
+                f"another `dockercoins lab` command (pid {os.getpid()}) holds the lab lock "
+                f"{lifecycle.LOCK_FILE}: waiting for it (at most {lifecycle.LOCK_WAIT:.0f} s)"
+            )
+            assert second.poll() is None  # it waits, and has done nothing else
+            assert len(said) == 1
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+        try:
+            second.wait(timeout=300)  # the lock is free: it goes on
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.wait()
+    reader.join(timeout=10)
+    sys.stderr.write("".join(said))
+    assert second.returncode == 0, "".join(said)
+    assert second.stdout is not None  # a few short lines: the pipe never filled
+    exports = second.stdout.read().splitlines()
+    assert f"export DOCKER_HOST={lab.manager.docker_host}" in exports
 
 
 def lab_processes(directory: Path) -> list[str]:
@@ -212,11 +233,17 @@ def lab_processes(directory: Path) -> list[str]:
 
 
 @pytest.mark.lab_disruptive
-def test_down_leaves_nothing(lab: LabState) -> None:
+def test_down_purge_leaves_nothing_and_deletes_the_caches(lab: LabState) -> None:
     directory = lab_state.lab_dir()
+    node_roots = [nodes.daemon(labnet.node_index(node.name)).root for node in lab.nodes]
+    registry_storage = directory / "registry"
     assert lab_processes(directory)  # the lab runs: the checks below can see it
-    down = cli(lab, "lab", "down", timeout=300)
+    assert all(root.is_dir() for root in node_roots) and registry_storage.is_dir()
+    down = cli(lab, "lab", "down", "--purge", timeout=300)
     assert down.returncode == 0, down.stderr
+    # --purge: the nodes' data roots (their images) and the registry's storage are gone
+    assert [root for root in node_roots if root.exists()] == []
+    assert not registry_storage.exists()
     assert lab_processes(directory) == []
     assert labnet.namespaces() == []
     assert labnet.lab_links() == []

@@ -1,17 +1,23 @@
 """Metrics on the real lab: after ship + deploy, Prometheus (http://localhost:9090, the lab's
 forwarder) scrapes every task of rng, hasher, webui and worker and the worker counters
 move; with rng global there is one rng series per node, `dockercoins status` prints the
-per-task table, and the page's second chart (headless Chromium) lists the same nodes."""
+per-task table, and the page's second chart (headless Chromium) lists the same nodes.
+What `deploy` made, read back from the manager: the endpoint and publish modes it printed
+(dnsrr and host-mode ports where this kernel has no IP_VS, vip and ingress where it has),
+and every image of ours pinned to the digest the registry holds."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from dockercoins.lab.state import LabState
-from dockercoins.names import PROMETHEUS, SWARM_SERVICES
+from dockercoins.names import IMAGES, PROMETHEUS, PROMETHEUS_PORT, SWARM_SERVICES
+from dockercoins.names import WEBUI_PUBLISHED_PORT as WEBUI_PORT
 from dockercoins.swarm import prometheus
+from dockercoins.swarm.ipvs import ipvs_available
 
 from tests.services import test_page_chromium as page
 from tests.support.lab import cli, ok
@@ -93,6 +99,62 @@ def test_every_target_is_up_and_the_worker_counters_move(
     for counter in ("dockercoins_worker_loops_total", "dockercoins_worker_hashes_total"):
         first = instant_sum(counter)
         wait_for(lambda c=counter, f=first: instant_sum(c) > f, timeout=30, interval=1.0)
+
+
+def test_deployed_services_follow_ip_vs_as_deploy_said_with_pinned_images(
+    lab: LabState, manager: Any, dockercoins: None
+) -> None:
+    again = cli(lab, "deploy", "--timeout", "240")  # deployed already: changes nothing
+    ok(again)
+    ipvs = ipvs_available()  # this machine's /proc/sys/net/ipv4/vs: the nodes' kernel
+    endpoint, publish = ("vip", "ingress") if ipvs else ("dnsrr", "host")
+    said = [line for line in again.stderr.splitlines() if line.startswith("IP_VS ")]
+    assert said == [
+        f"IP_VS {'present' if ipvs else 'absent'} on this machine's kernel: "
+        f"--endpoint-mode {endpoint}, webui published in {publish} mode"
+        + ("" if ipvs else " (force others with --endpoint-mode/--publish-mode)")
+    ]
+    where = " of every node" if ipvs else " of the node running webui"
+    assert f"web UI published on port {WEBUI_PORT}{where}" in again.stdout
+
+    services = {s.name: s.attrs for s in manager.services.list() if s.name in DEPLOYED}
+    assert sorted(services) == sorted(DEPLOYED)
+    modes = {
+        name: (raw["Spec"]["EndpointSpec"].get("Mode") or "vip") for name, raw in services.items()
+    }
+    assert modes == dict.fromkeys(DEPLOYED, endpoint)
+    # what the daemon did with it: virtual IPs only in vip mode
+    with_vips = {name for name, raw in services.items() if raw["Endpoint"].get("VirtualIPs")}
+    assert with_vips == (set(DEPLOYED) if ipvs else set())
+    published = {
+        name: [
+            (p["PublishedPort"], p["PublishMode"])
+            for p in raw["Spec"]["EndpointSpec"].get("Ports", [])
+        ]
+        for name, raw in services.items()
+    }
+    assert {name: ports for name, ports in published.items() if ports} == {
+        "webui": [(WEBUI_PORT, publish)],
+        PROMETHEUS: [(PROMETHEUS_PORT, publish)],
+    }
+    if not ipvs:  # host mode: the port is open on the node of the task, not on the mesh
+        for name, port in (("webui", WEBUI_PORT), (PROMETHEUS, PROMETHEUS_PORT)):
+            tasks = manager.api.tasks(filters={"service": name, "desired-state": "running"})
+            on_tasks = {  # a set: the port is listed once per address family
+                (p["PublishedPort"], p["PublishMode"])
+                for task in tasks
+                for p in task["Status"].get("PortStatus", {}).get("Ports", [])
+            }
+            assert on_tasks == {(port, "host")}, (name, tasks)
+
+    # each of our images pinned to the digest the registry holds for its tag
+    for name in IMAGES:
+        image = services[name]["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        match = re.fullmatch(r"(.+)@(sha256:[0-9a-f]{64})", image)
+        assert match, image
+        ref, digest = match.groups()
+        assert ref.startswith(f"{lab.registry}/")
+        assert manager.images.get_registry_data(ref).id == digest
 
 
 def test_rng_global_gives_one_series_per_node_and_status_shows_them(

@@ -36,25 +36,32 @@ NAME = "dockercoins-rng-spread-test"
 SERVED = r'"GET /32 HTTP/1.1" 200'
 
 
-def _can_bind_mount_hosts(tmp_path: Path) -> bool:
-    if shutil.which("unshare") is None or os.geteuid() != 0:
-        return False
+def _why_no_private_hosts(tmp_path: Path) -> str | None:
+    """Why the worker cannot get a private /etc/hosts here (None: it can)."""
+    if shutil.which("unshare") is None:
+        return "unshare(1) is missing (apt-get install util-linux)"
+    if os.geteuid() != 0:
+        return "needs root for `unshare -m` and a bind mount over /etc/hosts"
     probe = tmp_path / "hosts-probe"
     probe.write_text("127.0.0.1 localhost\n")
     result = subprocess.run(
         ["unshare", "-m", "sh", "-c", f"mount --bind {probe} /etc/hosts"],
         capture_output=True,
+        text=True,
         timeout=10,
         check=False,
     )
-    return result.returncode == 0
+    if result.returncode != 0:
+        return f"`unshare -m` with a bind mount over /etc/hosts failed: {result.stderr.strip()}"
+    return None
 
 
 @pytest.fixture
 def worker_in_namespace(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Factory: run worker.py with `hosts` lines as its /etc/hosts; stopped after the test."""
-    if not _can_bind_mount_hosts(tmp_path):
-        pytest.skip("needs root and unshare(1) to give the worker its own /etc/hosts")
+    why = _why_no_private_hosts(tmp_path)
+    if why:
+        pytest.fail(f"cannot give the worker its own /etc/hosts: {why}")
     started: list[subprocess.Popen[bytes]] = []
 
     def start(hosts: str, log: Path, **env: str) -> subprocess.Popen[bytes]:

@@ -1,11 +1,15 @@
 """The pure parts of `bench rng-modes`: ceilings, rate statistics, rng rates per task,
-tables, JSON and the PNG."""
+tables, JSON and the PNG; and `bench pipeline` stopping everything on Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +26,7 @@ from dockercoins.swarm import prometheus
 from dockercoins.swarm.prometheus import InstanceRate
 from dockercoins.swarm.rates import Sample, window_rates
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_for
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -425,3 +429,65 @@ def test_each_run_asks_prometheus_over_its_own_window(
     assert [r["rng_sum_within_tolerance"] for r in document["results"]] == [True, True]
     assert "| node1 3.3 | 1.0" in (tmp_path / bench_report.TABLE_FILE).read_text()
     assert "rng answers/s 3.3 = 3.3 (1.0" in capsys.readouterr().err
+
+
+# --- bench pipeline: Ctrl-C ------------------------------------------------------------
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """pid -> command line of each live process whose parent is `pid`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and cmdline:
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_bench_pipeline_ctrl_c_stops_every_process_and_removes_its_folder(
+    tmp_path: Path,
+) -> None:
+    args = ["bench", "pipeline", "--concurrency", "1", "--metrics", "on", "--duration", "300"]
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "dockercoins", *args, "--warmup", "0"],
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # its temporary folder goes here
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # interrupt it while the worker mines: redis-server, rng, hasher and worker run
+        wait_for(
+            lambda: any("worker.py" in line for line in children_of(bench.pid).values()),
+            timeout=60,
+            interval=0.1,
+        )
+        started = children_of(bench.pid)
+        folders = list(tmp_path.glob("dockercoins-bench-*"))
+        assert len(started) == 4, started
+        assert len(folders) == 1
+        bench.send_signal(signal.SIGINT)
+        _, stderr = bench.communicate(timeout=60)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.communicate()
+    assert bench.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "dockercoins: interrupted"
+    assert "Traceback" not in stderr
+    assert [pid for pid in started if alive(pid)] == []
+    assert not folders[0].exists()

@@ -308,13 +308,13 @@ def test_mounts_helpers(tmp_path: Path) -> None:
 def test_lab_bad_node_count_is_a_usage_error(
     state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for bad in ("0", "10", "x"):
+    for bad in ("0", str(labnet.MAX_NODES + 1), "x"):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["lab", "up", "--nodes", bad])
         assert exit_info.value.code == 2
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert last.startswith("dockercoins lab up: error: argument --nodes: ")
-        assert "expected 1 to 9" in last or "invalid int value" in last
+        assert f"expected 1 to {labnet.MAX_NODES}" in last or "invalid int value" in last
 
 
 def test_lab_bad_forward_port_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -360,21 +360,11 @@ def test_lab_status_without_a_lab(state_dir: Path, capsys: pytest.CaptureFixture
 
 
 def test_lab_needs_root(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to drop to another user")
     tmp_path.chmod(0o777)
+    # as root, drop to nobody for the command; as another user, run it as that user
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     done = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-m",
-            "dockercoins",
-            "lab",
-            "up",
-        ],
+        [*(drop if os.geteuid() == 0 else []), sys.executable, "-m", "dockercoins", "lab", "up"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -520,22 +510,31 @@ def test_cgroup_kill_all_without_a_freezer_and_without_the_cgroup(tmp_path: Path
         sleeper.wait()
 
 
+def _mounted_layouts() -> list[str]:
+    """The cgroup layouts this machine mounts ("v1", "v2", both on a hybrid host); "none"
+    when it mounts none, a case that fails: the lab cannot work without cgroups."""
+    versions = {hierarchy.version for hierarchy in cgroups.hierarchies()}
+    return [name for name, version in (("v1", 1), ("v2", 2)) if version in versions] or ["none"]
+
+
 def _real_hierarchies(layout: str) -> list[cgroups.Hierarchy]:
     """This machine's hierarchies of `layout` that a test may create cgroups in (v1: pids
     and freezer, which need no setup; v2: the unified one)."""
+    if layout == "none":
+        pytest.fail("no cgroup hierarchy is mounted here (the lab needs cgroups)")
     if os.geteuid() != 0:
-        pytest.skip("creating cgroups needs root")
+        pytest.fail("creating cgroups needs root: run the fast tier as root")
     if layout == "v1":
         usable = [h for h in cgroups.hierarchies() if h.controllers & {"pids", "freezer"}]
     else:
         usable = [h for h in cgroups.hierarchies() if h.version == 2]
     usable = [h for h in usable if os.access(h.mountpoint, os.W_OK)]
     if not usable:
-        pytest.skip(f"no writable cgroup {layout} hierarchy here")
+        pytest.fail(f"cgroup {layout} is mounted but no usable hierarchy of it is writable")
     return usable
 
 
-@pytest.mark.parametrize("layout", ["v1", "v2"])
+@pytest.mark.parametrize("layout", _mounted_layouts())
 def test_cgroup_kill_all_and_remove_in_real_cgroups(layout: str) -> None:
     found = _real_hierarchies(layout)
     parent = f"/dockercoins-test-{uuid.uuid4().hex[:12]}"
@@ -549,7 +548,7 @@ def test_cgroup_kill_all_and_remove_in_real_cgroups(layout: str) -> None:
             try:
                 (folder / "node2" / "ccc").mkdir(parents=True)
             except OSError as error:
-                pytest.skip(f"cannot create a cgroup in {hierarchy.mountpoint}: {error}")
+                pytest.fail(f"cannot create a cgroup in {hierarchy.mountpoint}: {error}")
         for number in range(3):
             shell = subprocess.Popen(["sh", "-c", script])
             started.append(shell)
@@ -604,14 +603,14 @@ def test_lab_node_commands_parse() -> None:
 
 
 def test_lab_node_bad_name_is_one_usage_line(capsys: pytest.CaptureFixture[str]) -> None:
-    for bad in ("node0", "node10", "2", "nodeX", "dcbr0"):
+    for bad in ("node0", f"node{labnet.MAX_NODES + 1}", "2", "nodeX", "dcbr0"):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["lab", "node", "kill", bad])
         assert exit_info.value.code == 2
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert last == (
             f"dockercoins lab node kill: error: argument NODE: not a lab node: {bad!r} "
-            "(node1 to node9)"
+            f"(node1 to node{labnet.MAX_NODES})"
         )
 
 
@@ -643,3 +642,50 @@ def test_lab_node_help(capsys: pytest.CaptureFixture[str]) -> None:
     shown = capsys.readouterr().out
     assert "power loss" in shown
     assert "NODE" in shown
+
+
+# --- the host-wide lab lock --------------------------------------------------------
+
+HOLD_LOCK = """
+import sys
+from pathlib import Path
+from dockercoins.lab import lifecycle
+lifecycle.LOCK_FILE = Path(sys.argv[1])
+with lifecycle.locked():
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def test_a_second_lab_command_waits_for_the_lock_then_says_who_holds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dockercoins.lab import lifecycle
+
+    lock = tmp_path / "run" / "dockercoins-lab.lock"
+    monkeypatch.setattr(lifecycle, "LOCK_FILE", lock)
+    monkeypatch.setattr(lifecycle, "LOCK_WAIT", 1.0)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(UserError) as refused, lifecycle.locked():
+            raise AssertionError("the lock was taken twice")
+        assert str(refused.value) == (
+            f"another `dockercoins lab` command (pid {holder.pid}) still holds the lab lock "
+            f"{lock} after 1 s"
+        )
+        waiting = capsys.readouterr().err.strip().splitlines()
+        assert waiting == [
+            f"another `dockercoins lab` command (pid {holder.pid}) holds the lab lock {lock}: "
+            "waiting for it (at most 1 s)"
+        ]
+    finally:
+        holder.communicate(timeout=10)  # closes its stdin: it lets go and exits
+    assert holder.returncode == 0
+    with lifecycle.locked():  # free again: taken at once, and the file names us
+        assert lock.read_text() == f"{os.getpid()}\n"

@@ -96,7 +96,9 @@ def dockerd_binary() -> str:
     """The dockerd executable, or a one-line UserError saying how to install it."""
     binary = shutil.which("dockerd")
     if not binary:
-        raise UserError("dockerd is not installed: apt-get install docker.io")
+        raise UserError(
+            "dockerd is not installed: bash scripts/install.sh (or install Docker 20.10+)"
+        )
     return binary
 
 

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from dockercoins import ui
 from dockercoins.errors import UserError
-from dockercoins.host import cgroups, dockerd
-from dockercoins.lab import cluster, leftovers, nodes
+from dockercoins.host import cgroups
+from dockercoins.lab import cluster, host_checks, leftovers, nodes
 from dockercoins.lab import forward as labforward
 from dockercoins.lab import network as labnet
 from dockercoins.lab import state as lab_state
@@ -29,38 +31,56 @@ from dockercoins.lab.state import LabNode, LabState, lab_dir
 from dockercoins.names import PROMETHEUS_PORT, WEBUI_PUBLISHED_PORT
 
 LOCK_FILE = Path("/run/lock/dockercoins-lab.lock")
+LOCK_WAIT = 600.0  # seconds a lab command waits for another one to finish
 
 
 def require_root() -> None:
-    if os.geteuid() != 0:
-        raise UserError("the lab needs root (network namespaces, bridges, dockerd): run as root")
-    for tool, package in (("ip", "iproute2"), ("iptables", "iptables"), ("nsenter", "util-linux")):
-        if not shutil.which(tool):
-            raise UserError(f"{tool} is missing: apt-get install {package}")
-    dockerd.dockerd_binary()
+    """Root, the tools, dockerd, namespaces and cgroups: one line for what is missing."""
+    host_checks.require_host()
 
 
 @contextlib.contextmanager
 def locked() -> Iterator[None]:
-    """One `lab up`/`lab down`/`lab node` at a time on this host (bounded wait): the
-    namespaces and the bridge are host-wide, so the lock is too."""
+    """One `lab up`/`lab down`/`lab node` at a time on this host (bounded wait, LOCK_WAIT
+    seconds, said in one line when it has to wait): the namespaces and the bridge are
+    host-wide, so the lock is too. The holder writes its pid into the lock file."""
     LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with LOCK_FILE.open("w") as handle:
-        deadline = time.monotonic() + 600
+    with LOCK_FILE.open("a+") as handle:  # "a+": never truncate the holder's pid
+        deadline = time.monotonic() + LOCK_WAIT
+        said = False
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                holder = _lock_holder(handle)
                 if time.monotonic() > deadline:
                     raise UserError(
-                        "another `dockercoins lab` command holds the lab lock"
+                        f"another `dockercoins lab` command{holder} still holds the lab lock "
+                        f"{LOCK_FILE} after {LOCK_WAIT:.0f} s"
                     ) from None
+                if not said:
+                    ui.info(
+                        f"another `dockercoins lab` command{holder} holds the lab lock "
+                        f"{LOCK_FILE}: waiting for it (at most {LOCK_WAIT:.0f} s)"
+                    )
+                    said = True
                 time.sleep(0.5)
         try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock_holder(handle: IO[str]) -> str:
+    """The holder as the lock file names it, " (pid N)"; "" when it names none."""
+    handle.seek(0)
+    text = handle.read().strip()
+    return f" (pid {text})" if text.isdigit() else ""
 
 
 def _state(count: int, forward_port: int, prometheus_port: int) -> LabState:
@@ -164,12 +184,12 @@ def _ensure_registry() -> None:
 def _ensure_images(count: int) -> None:
     from dockercoins.images import base as baseimage
 
-    for index in range(1, count + 1):
-        client = nodes.client(index, timeout=600)
-        try:
-            baseimage.import_base_images(client)
-        finally:
-            client.close()
+    baseimage.import_base_images_on(
+        {
+            labnet.node_name(index): functools.partial(nodes.client, index, timeout=600)
+            for index in range(1, count + 1)
+        }
+    )
 
 
 # --- down --------------------------------------------------------------------------
