@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -462,8 +463,11 @@ def test_bench_pipeline_ctrl_c_stops_every_process_and_removes_its_folder(
     tmp_path: Path,
 ) -> None:
     args = ["bench", "pipeline", "--concurrency", "1", "--metrics", "on", "--duration", "300"]
+    # started with SIGINT ignored, as a background job of a script starts it: the tool
+    # takes Ctrl-C back, or the signal below would do nothing
+    command = shlex.join([sys.executable, "-m", "dockercoins", *args, "--warmup", "0"])
     bench = subprocess.Popen(
-        [sys.executable, "-m", "dockercoins", *args, "--warmup", "0"],
+        ["sh", "-c", f"trap '' INT; exec {command}"],
         env={**os.environ, "TMPDIR": str(tmp_path)},  # its temporary folder goes here
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

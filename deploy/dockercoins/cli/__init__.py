@@ -5,6 +5,7 @@ Each command module exposes `register(subparsers)`, which adds its subcommands a
 """
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C (SIGINT) stops every command cleanly, also when it was started with SIGINT
+    # ignored (a background job of a script inherits SIG_IGN, and Python keeps it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
