@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import os
 import shutil
 import time
@@ -184,12 +183,12 @@ def _ensure_registry() -> None:
 def _ensure_images(count: int) -> None:
     from dockercoins.images import base as baseimage
 
-    baseimage.import_base_images_on(
-        {
-            labnet.node_name(index): functools.partial(nodes.client, index, timeout=600)
-            for index in range(1, count + 1)
-        }
-    )
+    for index in range(1, count + 1):
+        client = nodes.client(index, timeout=600)
+        try:
+            baseimage.import_base_images(client)
+        finally:
+            client.close()
 
 
 # --- down --------------------------------------------------------------------------
