@@ -8,7 +8,10 @@ not the manager (`deploy --redis-node`), its append-only file on that node's vol
 Throughout, /json is sampled: the counter never goes backwards (so is never reset), mining
 comes back, redis comes back on its node, and `dockercoins verify` finds nothing lost and
 nothing counted twice. The numbers (lost, twice, seconds until mining was back) are
-printed for the table in docs/swarm.md, not asserted."""
+printed for the table in docs/swarm.md, not asserted.
+
+Both tests are disruptive, and disruptive tests run last in file order: this file's name
+puts it before test_lab_faults.py, whose last test takes the lab down."""
 
 from __future__ import annotations
 
