@@ -50,21 +50,26 @@ for need in "${NEEDS[@]}"; do
   there "$what" || want "$package"
 done
 
-# Docker: dockerd, the docker CLI and containerd as they are when all three are there
-# (Docker CE, docker.io, a static build); Debian's docker.io only when none is.
-docker_parts=0
-for tool in dockerd docker containerd; do there "$tool" && docker_parts=$((docker_parts + 1)); done
-if [ "$docker_parts" -eq 0 ]; then
+# Docker: the engine (dockerd and containerd) as it is when both are there (Docker CE,
+# docker.io, a static build); Debian's docker.io when neither is. A docker CLI alone (a
+# client for remote daemons) is no engine: docker.io goes beside it, and the CLI first on
+# the PATH stays the one in use.
+engine_parts=0
+for tool in dockerd containerd; do there "$tool" && engine_parts=$((engine_parts + 1)); done
+if [ "$engine_parts" -eq 0 ]; then
   want docker.io
-elif [ "$docker_parts" -lt 3 ]; then
-  die "Docker is only partly installed (dockerd, docker, containerd: $(for t in dockerd docker containerd; do there "$t" && printf '%s ' "$t"; done)found): install the missing part from the same source as the rest"
-else
-  for tool in dockerd docker; do
-    v="$(version_of "$tool")"
-    [ -n "$v" ] || die "$tool --version printed no version: is $(command -v "$tool") a working $tool?"
-    recent_enough "$v" || die "$tool $v is too old: the lab needs Docker $MIN_DOCKER or newer (Engine API 1.41)"
-  done
+elif [ "$engine_parts" -lt 2 ]; then
+  die "the Docker engine is only partly installed (dockerd, containerd: $(for t in dockerd containerd; do there "$t" && printf '%s ' "$t"; done)found): install the missing part from the same source as the rest"
+elif ! there docker; then
+  die "dockerd is installed but the docker CLI is not: install the CLI from the same source as dockerd"
 fi
+for tool in dockerd docker; do
+  [ "$engine_parts" -eq 2 ] || [ "$tool" = docker ] || continue  # dockerd comes from apt
+  there "$tool" || continue  # docker.io brings it
+  v="$(version_of "$tool")"
+  [ -n "$v" ] || die "$tool --version printed no version: is $(command -v "$tool") a working $tool?"
+  recent_enough "$v" || die "$tool $v is too old: the lab needs Docker $MIN_DOCKER or newer (Engine API 1.41)"
+done
 # compose.yml: Debian's docker-compose or the `docker compose` plugin
 if ! there docker-compose && ! { there docker && docker compose version >/dev/null 2>&1; }; then
   want docker-compose

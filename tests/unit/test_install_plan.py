@@ -77,6 +77,13 @@ def test_no_docker_at_all_asks_for_debian_docker(make_path: MakePath) -> None:
     assert "docker.io" in _missing(_plan(make_path(without=DOCKER_TOOLS)))
 
 
+def test_a_docker_cli_alone_gets_the_debian_engine_beside_it(make_path: MakePath) -> None:
+    """A client-only docker CLI (this machine kind ships one) is no engine."""
+    client = {"docker": "Docker version 28.2.2, build e6534b4"}
+    without = ("dockerd", "containerd")
+    assert "docker.io" in _missing(_plan(make_path(without=without, stand_ins=client)))
+
+
 def test_docker_ce_is_used_as_it_is(make_path: MakePath) -> None:
     """Docker CE from Docker's apt repository: no docker.io (it would conflict)."""
     ce = {
@@ -101,10 +108,16 @@ def test_each_missing_tool_maps_to_its_package(make_path: MakePath) -> None:
             (),
             "dockerd 19.03.15 is too old: the lab needs Docker 20.10 or newer",
         ),
-        ({}, ("docker", "containerd"), "Docker is only partly installed"),
+        ({}, ("docker", "containerd"), "the Docker engine is only partly installed"),
+        ({}, ("docker",), "dockerd is installed but the docker CLI is not"),
         ({"dockerd": "dockerd: cannot run"}, (), "dockerd --version printed no version"),
+        (
+            {"docker": "Docker version 19.03.15, build 99e3ed8"},
+            ("dockerd", "containerd"),
+            "docker 19.03.15 is too old",
+        ),
     ],
-    ids=["too-old", "partly-installed", "not-a-dockerd"],
+    ids=["too-old", "partly-installed", "no-cli", "not-a-dockerd", "old-client-only"],
 )
 def test_a_docker_the_lab_cannot_use_is_one_line(
     make_path: MakePath, stand_ins: dict[str, str], without: tuple[str, ...], expected: str
