@@ -1,7 +1,9 @@
 """rng: GET /<n> answers n random bytes, slowly and one request at a time on purpose.
 
-GET / (the health check's route) and GET /metrics answer at once, never queued behind the
-random bytes; /metrics serves the Prometheus metrics (rng_metrics.py), 404 with METRICS=0.
+GET /, GET /health and GET /metrics answer at once, never queued behind the random bytes:
+/health answers HEALTH_BYTES random bytes (the health check's route: rng_probe.py, run by
+the image's HEALTHCHECK); /metrics serves the Prometheus metrics (rng_metrics.py), 404 with
+METRICS=0.
 When RNG_MAX_WAITING requests already wait their turn, a new GET /<n> is not queued: it gets
 503 at once with Retry-After (whole seconds, about how long the queue takes to drain, 1 to 60).
 A request whose client hung up while it waited is skipped when its turn comes.
@@ -34,6 +36,8 @@ log = logging.getLogger("rng")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 METRICS_PATH = "/metrics"
+HEALTH_PATH = "/health"
+HEALTH_BYTES = 32  # what /health answers (rng_probe.py checks the length)
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -136,6 +140,12 @@ def create_app(settings: Settings) -> FastAPI:
         if metrics is None:
             return JSONResponse({"error": "metrics are off (METRICS=0)"}, status_code=404)
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    # Declared before /{size} too; never gated: a health check must not wait behind the
+    # workers (nor take a worker's turn), yet it gets random bytes as they do.
+    @app.get(HEALTH_PATH)
+    async def health() -> Response:
+        return Response(os.urandom(HEALTH_BYTES), media_type="application/octet-stream")
 
     @app.get("/{size}")
     async def random_bytes(size: str, request: Request) -> Response:

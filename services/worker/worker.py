@@ -35,11 +35,11 @@ the cap and whether mining is paused, flushes applied and already applied, faile
 by kind, answers by rng/hasher address and the request latencies. A port that cannot be had
 is logged once; the worker mines on without /metrics.
 
-Health check: while the worker runs, it touches the file WORKER_HEARTBEAT (default
-/tmp/worker-heartbeat) every second. A Dockerfile needs no extra tool to check it:
-
-    HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD python -c \\
-      "import os,sys,time; sys.exit(time.time()-os.stat('/tmp/worker-heartbeat').st_mtime>10)"
+Health check: the worker touches the file WORKER_HEARTBEAT (default /tmp/worker-heartbeat)
+every second while every mining loop and the flusher move on (worker_heartbeat.py): rng,
+hasher or Redis down keeps it fresh, a stalled loop or a stuck event loop lets it go stale
+(one line is logged when it stops and one when it beats again). worker_probe.py, the
+image's HEALTHCHECK, checks its age.
 
 Settings (environment, read and checked in worker_settings.py):
     RNG_URL                 http://rng/32
@@ -85,6 +85,7 @@ from pathlib import Path
 from aiohttp import web
 from redis.exceptions import RedisError
 from spread_http import RequestFailed, SpreadingClient, Target
+from worker_heartbeat import Beats, stall_limit
 from worker_ledger import Ledger
 from worker_metrics import MiningState, WorkerMetrics, serve
 from worker_outage import Outage
@@ -98,6 +99,7 @@ HEX_DIGITS = frozenset(string.hexdigits.lower())
 HEARTBEAT_INTERVAL = 1.0
 RETRY_AFTER_MAX = 5.0  # seconds: the longest a Retry-After holds a service off
 CLOSE_TIMEOUT = 0.2  # seconds for closing connections and the /metrics server on exit
+FLUSHER = "flusher"  # its name among the heartbeat's beats
 
 
 def valid_digest(text: str) -> bool:
@@ -148,6 +150,15 @@ class Worker:
         self.started = time.monotonic()
         self.latencies: Latencies | None = None
         self.redis_backoff = BACKOFF_START
+        self.beats = Beats(
+            stall_limit(
+                delay=settings.delay,
+                http_timeout=settings.http_timeout,
+                backoff_max=settings.backoff_max,
+                retry_after_max=RETRY_AFTER_MAX,
+                flush_interval=settings.flush_interval,
+            )
+        )
 
     def _measure(self) -> Latencies | None:
         if not self.settings.stats:
@@ -160,10 +171,13 @@ class Worker:
             return None
         return self.latencies
 
-    async def _call(self, kind: str, method: str, target: Target, data: bytes | None) -> bytes:
+    async def _call(
+        self, part: str, kind: str, method: str, target: Target, data: bytes | None
+    ) -> bytes:
         held = self.outages[kind].held_for()
         if held > 0:
             await asyncio.sleep(held)
+        self.beats.beat(part)
         answer = await self.client.request(method, target, data)
         if kind == "hasher" and not valid_digest(answer.decode("ascii", "replace")):
             raise RequestFailed(f"hasher answered {answer[:80]!r}, not a sha256 hex digest")
@@ -180,22 +194,29 @@ class Worker:
             wait = max(wait, held)
         return wait
 
-    async def mine(self) -> None:
-        """One loop, repeated until stopped."""
+    async def mine(self, part: str = "mining loop") -> None:
+        """One loop, repeated until stopped; `part` names it in the heartbeat's beats."""
         delay = self.settings.delay
-        while not self.stop.is_set():
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self._wait_for_room()
-            try:
-                await self.mine_once()
-            except Exception as error:  # a bug must not end the loop: log it, back off
-                log.debug("unexpected error", exc_info=True)
-                await asyncio.sleep(self.unexpected.failed(f"{type(error).__name__}: {error}"))
-            else:
-                self.unexpected.succeeded()
+        beat = self.beats.beat
+        try:
+            while not self.stop.is_set():
+                beat(part)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    beat(part)
+                await self._wait_for_room(part)
+                try:
+                    await self.mine_once(part)
+                except Exception as error:  # a bug must not end the loop: log it, back off
+                    log.debug("unexpected error", exc_info=True)
+                    beat(part)
+                    await asyncio.sleep(self.unexpected.failed(f"{type(error).__name__}: {error}"))
+                else:
+                    self.unexpected.succeeded()
+        finally:
+            self.beats.forget(part)
 
-    async def _wait_for_room(self) -> None:
+    async def _wait_for_room(self, part: str) -> None:
         """Return when one more loop fits under WORKER_MAX_OWED_HASHES; meanwhile mining is
         paused (logged once per pause) and the flusher is woken to write now."""
         ledger = self.ledger
@@ -211,8 +232,11 @@ class Worker:
             )
         self.wake.set()
         while not ledger.has_room():
+            # waiting on Redis (the flusher, which beats too): beat while the wait lasts
+            self.beats.beat(part)
             self.room.clear()
-            await self.room.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.room.wait(), timeout=HEARTBEAT_INTERVAL)
 
     def _room_made(self) -> None:
         """Wake paused loops; log the resumption if mining was paused and may go on."""
@@ -226,7 +250,7 @@ class Worker:
             self.paused_at = None
             self.state.paused = False
 
-    async def mine_once(self) -> None:
+    async def mine_once(self, part: str = "mining loop") -> None:
         """GET rng, POST hasher, record the loop; a failure is logged per kind, then slept
         off with back-off (or Retry-After). The loop holds a place under the cap from its
         first request until it is recorded or given up."""
@@ -235,16 +259,17 @@ class Worker:
         self.ledger.reserve()
         try:
             t0 = time.perf_counter()
-            data = await self._call(kind, "GET", self.rng, None)
+            data = await self._call(part, kind, "GET", self.rng, None)
             self.outages[kind].succeeded()
             kind = "hasher"
             t1 = time.perf_counter()
-            digest = (await self._call(kind, "POST", self.hasher, data)).decode()
+            digest = (await self._call(part, kind, "POST", self.hasher, data)).decode()
             self.outages[kind].succeeded()
             t2 = time.perf_counter()
         except RequestFailed as error:
             self.ledger.release()
             self._room_made()
+            self.beats.beat(part)
             await asyncio.sleep(self._failed(kind, error))
             return
         except BaseException:
@@ -307,26 +332,47 @@ class Worker:
         WORKER_SHUTDOWN_TIMEOUT)."""
         ok = True
         while not self.loops_stopped.is_set():
+            self.beats.beat(FLUSHER)
             await self._nap(self.settings.flush_interval if ok else self.redis_backoff, ok)
             if self.loops_stopped.is_set():
                 break
+            self.beats.beat(FLUSHER)
             ok = await self.flush_once()
+        self.beats.forget(FLUSHER)
         while self.ledger.unconfirmed_hashes:
             if not await self.flush_once():
                 await asyncio.sleep(self.redis_backoff)
 
     async def heartbeat(self) -> None:
+        """Touch the heartbeat file every HEARTBEAT_INTERVAL while every loop and the
+        flusher beat within the stall limit (worker_heartbeat.py)."""
         path = Path(self.settings.heartbeat) if self.settings.heartbeat else None
         if path is None:
             return
         warned = False
+        stalled_since: float | None = None
         while not self.stop.is_set():
-            try:
-                path.touch()
-            except OSError as error:
-                if not warned:
-                    log.warning("cannot touch heartbeat file %s: %s", path, error)
-                    warned = True
+            stalled = self.beats.stalled()
+            if stalled and stalled_since is None:
+                stalled_since = time.monotonic()
+                part, quiet = stalled[0]
+                log.warning(
+                    "heartbeat stopped: %s has not moved on for %.0f s (more than the %.0f s "
+                    "any wait on rng, hasher or Redis takes); the health check will fail",
+                    part,
+                    quiet,
+                    self.beats.limit,
+                )
+            elif not stalled and stalled_since is not None:
+                log.info("heartbeat again after %.0f s", time.monotonic() - stalled_since)
+                stalled_since = None
+            if not stalled:
+                try:
+                    path.touch()
+                except OSError as error:
+                    if not warned:
+                        log.warning("cannot touch heartbeat file %s: %s", path, error)
+                        warned = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=HEARTBEAT_INTERVAL)
 
@@ -349,7 +395,10 @@ class Worker:
         server: web.AppRunner | None = None
         if self.metrics is not None:
             server = await serve(self.metrics, settings.host, settings.metrics_port)
-        miners = [loop.create_task(self.mine()) for _ in range(settings.concurrency)]
+        miners = [
+            loop.create_task(self.mine(f"mining loop {index + 1}"))
+            for index in range(settings.concurrency)
+        ]
         flusher = loop.create_task(self.flusher())
         beat = loop.create_task(self.heartbeat())
         await self.stop.wait()

@@ -144,18 +144,22 @@ def test_an_update_reads_back_as_asked_and_keeps_what_was_set_by_hand(
     first = service_spec("rng", old, NO_IPVS, network_id, env=service_env("rng", {"A": "1"}))
     operations.create_service(client, no_tasks(first))
     made.append("rng")
-    # set by hand, as `docker service update --update-parallelism 2` would
+    # set by hand, as `docker service update --label-add set.by=hand` would (deploy manages
+    # the update and rollback policies: those it puts back)
     raw = read_back(client, "rng")
-    by_hand = dict(raw["Spec"], UpdateConfig={"Parallelism": 2, "FailureAction": "pause"})
+    by_hand = dict(raw["Spec"], Labels={**raw["Spec"]["Labels"], "set.by": "hand"})
+    by_hand["UpdateConfig"] = {"Parallelism": 2, "FailureAction": "pause"}
     operations.update_service(client, raw, by_hand)
 
     desired = service_spec("rng", new, NO_IPVS, network_id, replicas=5, env=service_env("rng"))
     raw = read_back(client, "rng")
-    assert spec_changes(raw["Spec"], desired, with_scale=False) == ["image", "env"]
+    assert spec_changes(raw["Spec"], desired, with_scale=False) == ["image", "env", "update policy"]
     operations.update_service(client, raw, updated_spec(raw["Spec"], desired, with_scale=False))
 
     back = read_back(client, "rng")["Spec"]
     assert spec_changes(back, desired, with_scale=False) == []
     assert replicas_of(back) == 0  # the scale is kept: not asked for
     assert "A=1" not in back["TaskTemplate"]["ContainerSpec"].get("Env", [])
-    assert back["UpdateConfig"]["Parallelism"] == 2  # set by hand: kept
+    assert back["Labels"]["set.by"] == "hand"  # set by hand: kept
+    assert back["UpdateConfig"]["FailureAction"] == "rollback"  # deploy's policy
+    assert back["UpdateConfig"]["Order"] == "start-first"

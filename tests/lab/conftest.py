@@ -3,7 +3,8 @@
 `lab` brings the lab up once (`dockercoins lab up --nodes 3`, the real CLI) and tears it
 down in a finally (`dockercoins lab down`), even when tests fail. Tests marked
 `lab_disruptive` (they kill daemons or tear the lab down) are moved to the end of the
-session, in their file order, so they never pull the lab from under other tests.
+session, in their file order, so they never pull the lab from under other tests; those
+also marked `lab_teardown` (they leave it down) come after all of them.
 A developer may keep the lab with DOCKERCOINS_LAB_KEEP=1; the disruptive tests then fail
 (they would not keep it), so deselect them with `-m "not lab_disruptive"`. Without root
 the tier fails: it never skips.
@@ -30,11 +31,15 @@ LAB_NODES = 3
 UP_TIMEOUT = 900  # a cold first run includes debootstrap and the image imports
 DOWN_TIMEOUT = 300
 DISRUPTIVE = "lab_disruptive"
+TEARDOWN = "lab_teardown"  # leaves the lab down (and its caches gone): the very last
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{DISRUPTIVE}: kills lab daemons or tears the lab down; runs last"
+    )
+    config.addinivalue_line(
+        "markers", f"{TEARDOWN}: tears the lab down for good; runs after all the others"
     )
 
 
@@ -43,7 +48,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.lab)
-    items.sort(key=lambda item: item.get_closest_marker(DISRUPTIVE) is not None)
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker(DISRUPTIVE) is not None,
+            item.get_closest_marker(TEARDOWN) is not None,
+        )
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -80,13 +80,14 @@ def swarm_nodes(manager: Any) -> dict[str, tuple[str, str, str]]:
     }
 
 
-def test_all_nodes_ready_with_one_manager(lab: LabState, clients: dict[str, Any]) -> None:
+def test_all_nodes_ready_and_three_managers(lab: LabState, clients: dict[str, Any]) -> None:
     nodes = swarm_nodes(clients["node1"])
     assert sorted(nodes) == ["node1", "node2", "node3"]
     assert {name: state for name, (_, _, state) in nodes.items()} == dict.fromkeys(nodes, "ready")
     managers = [name for name, (_, role, _) in nodes.items() if role == "manager"]
-    assert managers == ["node1"]
-    assert lab.manager.name == "node1"
+    assert sorted(managers) == ["node1", "node2", "node3"]  # 3 nodes: 3 managers by default
+    assert lab.managers == ("node1", "node2", "node3")
+    assert lab.manager.name == "node1"  # the first that answers
 
 
 def test_each_node_has_its_own_hostname_address_and_images(
@@ -174,9 +175,9 @@ def test_status_shows_nodes_state_and_role(lab: LabState) -> None:
     shown = cli(lab, "lab", "status", timeout=120)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     rows = {line.split()[0]: line.split() for line in shown.stdout.splitlines()[2:5]}
-    assert rows["node1"][1:] == [lab.nodes[0].ip, "up", "ready", "manager", "(leader)"]
-    assert rows["node2"][1:] == [lab.nodes[1].ip, "up", "ready", "worker"]
-    assert rows["node3"][1:] == [lab.nodes[2].ip, "up", "ready", "worker"]
+    for index, name in enumerate(("node1", "node2", "node3")):
+        assert rows[name][1:5] == [lab.nodes[index].ip, "up", "ready", "manager"]
+    assert sorted(row[5:] for row in rows.values()) == [[], [], ["(leader)"]]
     assert "registry 10.213.47.1:5000 up" in shown.stdout
     assert "forwarder 127.0.0.1:8000 running" in shown.stdout
 
@@ -233,6 +234,7 @@ def lab_processes(directory: Path) -> list[str]:
 
 
 @pytest.mark.lab_disruptive
+@pytest.mark.lab_teardown
 def test_down_purge_leaves_nothing_and_deletes_the_caches(lab: LabState) -> None:
     directory = lab_state.lab_dir()
     node_roots = [nodes.daemon(labnet.node_index(node.name)).root for node in lab.nodes]

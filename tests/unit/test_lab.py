@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 import socket
 import socketserver
@@ -14,6 +15,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from dockercoins.host import cgroups, dockerd, mounts, ports, processes
 from dockercoins.lab import forward as labforward
 from dockercoins.lab import forwarder, nodes
 from dockercoins.lab import network as labnet
+from dockercoins.lab.state import LabState
 
 from tests.support.servers import free_port, wait_for
 
@@ -689,3 +692,203 @@ def test_a_second_lab_command_waits_for_the_lock_then_says_who_holds_it(
     assert holder.returncode == 0
     with lifecycle.locked():  # free again: taken at once, and the file names us
         assert lock.read_text() == f"{os.getpid()}\n"
+
+
+# --- managers: how many, and which one the tool talks to ------------------------------
+
+
+def test_default_managers_and_their_bounds(capsys: pytest.CaptureFixture[str]) -> None:
+    from dockercoins.lab import cluster
+
+    assert [cluster.default_managers(n) for n in (1, 2, 3, 4, 9)] == [1, 2, 3, 3, 3]
+    assert cli.main(["lab", "up", "--nodes", "3", "--managers", "4"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "dockercoins: error: --managers 4: a lab of 3 nodes has 1 to 3 managers"
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["lab", "up", "--managers", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --managers: bad value 0: expected 1 to" in capsys.readouterr().err
+
+
+def test_lab_up_passes_the_managers_and_warns_of_an_even_count(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dockercoins.lab import lifecycle
+    from dockercoins.lab import state as lab_state
+
+    asked: list[tuple[int, int | None]] = []
+
+    def fake_up(count: int, forward: int, prometheus: int, managers: int | None) -> object:
+        asked.append((count, managers))
+        members = tuple(
+            lab_state.LabNode(f"node{i}", labnet.node_ip(i), str(state_dir / f"node{i}.sock"))
+            for i in range(1, count + 1)
+        )
+        names = tuple(f"node{i}" for i in range(1, (managers or 1) + 1))
+        return lab_state.LabState(members, "dcbr0", labnet.HOST_IP, "r:5000", managers=names)
+
+    monkeypatch.setattr(lifecycle, "up", fake_up)
+    assert cli.main(["lab", "up", "--nodes", "5"]) == 0
+    assert cli.main(["lab", "up", "--nodes", "2"]) == 0  # every node, and no warning
+    assert "warning" not in capsys.readouterr().err
+    assert cli.main(["lab", "up", "--nodes", "5", "--managers", "4"]) == 0
+    captured = capsys.readouterr()
+    assert asked == [(5, 3), (2, 2), (5, 4)]
+    assert captured.err.splitlines()[0] == (
+        "warning: 4 managers survive the loss of 1, as 3 would: raft needs a majority (3 of 4)"
+    )
+    assert "lab up: 5 nodes (4 managers)" in captured.err
+    # no node answers here: the first recorded manager is printed
+    assert f"export DOCKER_HOST=unix://{state_dir}/node1.sock" in captured.out.splitlines()
+
+
+class _FakeDockerd:
+    """A Docker Engine API on a unix socket, as much of it as the manager probe asks:
+    `kind` is "leader" or "reachable" (a manager of a swarm with a leader), "no-leader" (a
+    manager whose swarm lost its majority) or "worker"."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path = path
+        self.kind = kind
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                status, body = fake.answer(self.path.split("?", 1)[0])
+                data = json.dumps(body).encode() if not isinstance(body, str) else body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = _UnixServer(str(path), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def answer(self, path: str) -> tuple[int, object]:
+        route = path.removeprefix("/v1.41")
+        manager = self.kind != "worker"
+        if route == "/_ping":
+            return 200, "OK"
+        if route == "/version":
+            return 200, {"ApiVersion": "1.41", "MinAPIVersion": "1.12", "Version": "20.10.24"}
+        if route == "/info":
+            swarm = {"LocalNodeState": "active", "ControlAvailable": manager, "NodeID": "n1"}
+            return 200, {"Name": self.path.stem, "Swarm": swarm}
+        if route == "/nodes/n1" and self.kind == "no-leader":
+            return 503, {"message": "rpc error: The swarm does not have a leader."}
+        if route == "/nodes/n1" and manager:
+            status = {"Leader": self.kind == "leader", "Reachability": "reachable"}
+            return 200, {"ID": "n1", "ManagerStatus": status}
+        return 404, {"message": f"no route {path}"}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.path.unlink(missing_ok=True)
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@contextmanager
+def _fake_lab(state_dir: Path, kinds: dict[str, str | None]) -> Iterator[LabState]:
+    """A recorded lab of the nodes in `kinds`, the first three its managers; a fake dockerd
+    of each kind on the node's socket (None: no daemon, the socket file is absent)."""
+    from dockercoins.lab import state as lab_state
+
+    daemons = []
+    members = []
+    for name, kind in kinds.items():
+        socket_path = state_dir / f"{name}.sock"
+        if kind is not None:
+            daemons.append(_FakeDockerd(socket_path, kind))
+        members.append(lab_state.LabNode(name, "10.213.47.9", str(socket_path)))
+    state = lab_state.LabState(
+        tuple(members), "dcbr0", labnet.HOST_IP, "r:5000", managers=tuple(kinds)[:3]
+    )
+    lab_state.save(state)
+    try:
+        yield state
+    finally:
+        for daemon in daemons:
+            daemon.close()
+
+
+def test_the_lab_manager_is_the_first_that_answers_as_a_reachable_manager(
+    state_dir: Path,
+) -> None:
+    from dockercoins.lab import state as lab_state
+
+    kinds = {"node1": None, "node2": "no-leader", "node3": "reachable", "node4": "leader"}
+    with _fake_lab(state_dir, kinds) as recorded:
+        loaded = lab_state.load()
+        assert loaded is not None and loaded == recorded
+        assert [node.name for node in loaded.manager_nodes] == ["node1", "node2", "node3"]
+        # node1 is down, node2 has no leader: node3 (a manager), not node4 (not recorded one)
+        assert loaded.manager.name == "node3"
+    kinds = {"node1": "worker", "node2": None, "node3": None, "node4": "leader"}
+    with _fake_lab(state_dir, kinds) as recorded:
+        assert recorded.manager.name == "node4"  # promoted by hand: found after the managers
+    with _fake_lab(state_dir, {"node1": None, "node2": "worker"}) as recorded:
+        assert recorded.manager.name == "node1"  # none answers: the first recorded manager
+
+
+def test_a_record_from_before_the_managers_names_node1(state_dir: Path) -> None:
+    from dockercoins.lab import state as lab_state
+
+    with _fake_lab(state_dir, {"node1": "leader", "node2": "leader"}):
+        data = json.loads(lab_state.state_file().read_text())
+        del data["managers"]
+        lab_state.state_file().write_text(json.dumps(data))
+        loaded = lab_state.load()
+        assert loaded is not None
+        assert loaded.managers == ()
+        assert [node.name for node in loaded.manager_nodes] == ["node1"]
+        assert loaded.manager.name == "node1"
+
+
+def test_swarm_commands_reach_the_lab_s_first_live_manager(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from dockercoins.swarm import connect
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    for name in ("DOCKER_HOST", "DOCKER_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    kinds = {"node1": None, "node2": "worker", "node3": "reachable"}
+    with _fake_lab(state_dir, kinds):
+        base_url, where = connect.manager_url()
+        assert base_url == f"unix://{state_dir}/node3.sock"
+        assert where == f"unix://{state_dir}/node3.sock (the lab's manager node3)"
+        client = connect.connect_manager()
+        try:
+            assert client.info()["Name"] == "node3"
+        finally:
+            client.close()
+
+
+def test_a_node_s_role_counts_once_the_swarm_runs_it() -> None:
+    from types import SimpleNamespace
+
+    from dockercoins.lab import cluster
+
+    def node(role: str, manager_status: dict[str, object] | None) -> object:
+        attrs: dict[str, object] = {"Spec": {"Role": role}}
+        if manager_status is not None:
+            attrs["ManagerStatus"] = manager_status
+        return SimpleNamespace(attrs=attrs)
+
+    assert cluster._role(node("manager", {"Reachability": "reachable"})) == "manager"
+    assert cluster._role(node("worker", None)) == "worker"
+    # promoted, not yet in raft; demoted, still in raft; a manager that is down
+    assert cluster._role(node("manager", None)) == "manager (changing)"
+    assert cluster._role(node("worker", {"Reachability": "reachable"})) == "worker (changing)"
+    assert cluster._role(node("manager", {"Reachability": "unreachable"})) == ("manager (changing)")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from dockercoins.errors import UserError
+from dockercoins.names import SWARM_SERVICES
 from dockercoins.swarm import placement, prometheus, specs
 from dockercoins.swarm import status as swarm_status
 from dockercoins.swarm.converge import Progress, describe_stuck, progress
@@ -135,7 +136,8 @@ def _as_read_back(spec: dict[str, Any]) -> dict[str, Any]:
     back["TaskTemplate"]["ContainerSpec"]["Isolation"] = "default"
     back["TaskTemplate"]["ForceUpdate"] = 0
     back["TaskTemplate"]["Runtime"] = "container"
-    back["UpdateConfig"] = {"Parallelism": 1, "FailureAction": "pause"}
+    for policy in ("UpdateConfig", "RollbackConfig"):  # zero Delay, Monitor... left out
+        back[policy] = {key: value for key, value in spec[policy].items() if value}
     return back
 
 
@@ -160,7 +162,9 @@ def test_image_without_tag_means_latest() -> None:
 def test_changes_are_named() -> None:
     old = _as_read_back(service_spec("webui", IMAGES, IPVS, "n"))
     new = service_spec("webui", Images("r:5000", "ns", "v2"), NO_IPVS, "n")
-    assert spec_changes(old, new, with_scale=False) == ["image", "endpoint mode", "ports"]
+    # host-mode publishing: webui is updated stop-first (the port is the node's)
+    changes = ["image", "endpoint mode", "ports", "update policy", "rollback policy"]
+    assert spec_changes(old, new, with_scale=False) == changes
 
 
 def test_scale_is_kept_unless_asked() -> None:
@@ -170,7 +174,7 @@ def test_scale_is_kept_unless_asked() -> None:
     assert spec_changes(current, desired, with_scale=True) == ["replicas"]
     kept = updated_spec(current, desired, with_scale=False)
     assert replicas_of(kept) == 10
-    assert kept["UpdateConfig"] == {"Parallelism": 1, "FailureAction": "pause"}
+    assert kept["UpdateConfig"] == desired["UpdateConfig"]  # the policy is deploy's
 
 
 def test_update_removes_env_no_longer_wanted() -> None:
@@ -468,17 +472,22 @@ def test_redis_of_an_older_deploy_becomes_durable_and_keeps_the_rest() -> None:
         del container[key]
     del old["TaskTemplate"]["Placement"]
     old["TaskTemplate"]["Resources"] = {"Limits": {"MemoryBytes": 1 << 28}}
+    old["UpdateConfig"] = {"Parallelism": 1, "FailureAction": "pause"}  # the swarm's default
+    del old["RollbackConfig"]  # an older deploy set none
     desired = service_spec("redis", IMAGES, NO_IPVS, "n")
     assert spec_changes(old, desired, with_scale=False) == [
         "mounts",
         "command",
         "stop grace period",
         "placement",
+        "update policy",
+        "rollback policy",
     ]
     updated = updated_spec(old, desired, with_scale=False)
     assert spec_changes(updated, desired, with_scale=False) == []
     assert updated["TaskTemplate"]["Resources"] == {"Limits": {"MemoryBytes": 1 << 28}}
-    assert updated["UpdateConfig"] == {"Parallelism": 1, "FailureAction": "pause"}
+    assert updated["UpdateConfig"]["Order"] == "stop-first"
+    assert updated["RollbackConfig"] == desired["RollbackConfig"]
 
 
 def test_compose_file_and_stack_file_run_redis_like_deploy() -> None:
@@ -663,3 +672,96 @@ def test_status_without_redis_reads_no_hash_rate(
         "counter unavailable: redis has no running task (its node node3 is down)",
         "per task: ...",
     ]
+
+
+# ---------------------------------------------------------------- update and rollback policies
+
+STATELESS = ("hasher", "rng", "worker")
+
+
+def _all_specs(modes: Modes) -> dict[str, dict[str, Any]]:
+    from dockercoins.swarm import prometheus_service
+
+    found = {name: service_spec(name, IMAGES, modes, "n") for name in SWARM_SERVICES}
+    config = prometheus_service.ConfigRef("cfg1", "prometheus-0123456789ab")
+    found["prometheus"] = prometheus_service.prometheus_spec(modes, "n", config)
+    return found
+
+
+def _dockerfile_healthcheck(service: str) -> dict[str, str]:
+    """--interval, --timeout, --start-period, --retries of the image's HEALTHCHECK."""
+    text = (REPO / "services" / service / "Dockerfile").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("HEALTHCHECK "))
+    return dict(option.removeprefix("--").split("=") for option in line.split()[1:5])
+
+
+@pytest.mark.parametrize("modes", [NO_IPVS, IPVS], ids=["dnsrr-host", "vip-ingress"])
+def test_every_service_rolls_back_a_failed_update(modes: Modes) -> None:
+    for name, spec in _all_specs(modes).items():
+        update, rollback = spec["UpdateConfig"], spec["RollbackConfig"]
+        assert update["FailureAction"] == "rollback", name
+        assert update["MaxFailureRatio"] == 0, name  # the first failed task is enough
+        assert rollback["FailureAction"] == "pause", name  # a failed rollback waits for you
+        assert update["Order"] == rollback["Order"], name
+        assert update["Parallelism"] >= 1, name
+        assert update["Monitor"] >= rollback["Monitor"] > 0, name
+
+
+@pytest.mark.parametrize("modes", [NO_IPVS, IPVS], ids=["dnsrr-host", "vip-ingress"])
+def test_stateless_services_start_first_stateful_ones_stop_first(modes: Modes) -> None:
+    orders = {name: spec["UpdateConfig"]["Order"] for name, spec in _all_specs(modes).items()}
+    for name in STATELESS:
+        assert orders[name] == "start-first", name
+    assert orders["redis"] == orders["prometheus"] == "stop-first"  # one writer of the data
+    # webui's published port: on the routing mesh any node has it; in host mode its node
+    # has it, and a second task there could not bind it
+    assert orders["webui"] == ("stop-first" if modes.publish == "host" else "start-first")
+
+
+def test_the_monitor_window_outlasts_a_failing_health_check() -> None:
+    """A new task that passed its first check and then fails `retries` checks in a row,
+    each taking up to its timeout, is still inside the window."""
+    for service in ("rng", "hasher", "webui", "worker"):
+        check = _dockerfile_healthcheck(service)
+        seconds = {key: float(value.rstrip("s")) for key, value in check.items()}
+        unhealthy_after = seconds["retries"] * (seconds["interval"] + seconds["timeout"])
+        monitor = service_spec(service, IMAGES, NO_IPVS, "n")["UpdateConfig"]["Monitor"]
+        assert monitor / specs.SECOND_NS >= unhealthy_after, service
+
+
+def test_policies_read_back_with_zero_fields_left_out_are_unchanged() -> None:
+    spec = service_spec("worker", IMAGES, NO_IPVS, "n")
+    back = copy.deepcopy(spec)
+    back["UpdateConfig"] = {"Parallelism": 2, "FailureAction": "rollback", "Order": "start-first"}
+    back["UpdateConfig"]["Monitor"] = spec["UpdateConfig"]["Monitor"]
+    back["RollbackConfig"] = {
+        key: value for key, value in spec["RollbackConfig"].items() if value
+    }  # Parallelism 0, Delay 0, MaxFailureRatio 0: the daemon omits them
+    assert spec_changes(back, spec, with_scale=False) == []
+    back["UpdateConfig"]["Order"] = "stop-first"  # changed by hand: deploy puts it back
+    assert spec_changes(back, spec, with_scale=False) == ["update policy"]
+    assert updated_spec(back, spec, with_scale=False)["UpdateConfig"]["Order"] == "start-first"
+
+
+def _duration(text: str) -> int:
+    return int(float(text.rstrip("s")) * specs.SECOND_NS)
+
+
+def test_the_stack_file_has_the_policies_deploy_sets() -> None:
+    import yaml  # type: ignore[import-untyped]
+
+    stack = yaml.safe_load((REPO / "deploy/dockercoins.yml").read_text())
+    wanted = _all_specs(NO_IPVS)  # the stack file publishes in host mode
+    for name, spec in wanted.items():
+        deploy = stack["services"][name]["deploy"]
+        for key, field in (
+            ("update_config", "UpdateConfig"),
+            ("rollback_config", "RollbackConfig"),
+        ):
+            written = deploy[key]
+            assert written["parallelism"] == spec[field]["Parallelism"], (name, key)
+            assert _duration(written["delay"]) == spec[field]["Delay"], (name, key)
+            assert written["failure_action"] == spec[field]["FailureAction"], (name, key)
+            assert _duration(written["monitor"]) == spec[field]["Monitor"], (name, key)
+            assert written["max_failure_ratio"] == spec[field]["MaxFailureRatio"], (name, key)
+            assert written["order"] == spec[field]["Order"], (name, key)

@@ -169,6 +169,22 @@ def test_prometheus_spec_without_ipvs() -> None:
                 }
             ],
         },
+        "UpdateConfig": {
+            "Parallelism": 1,
+            "Delay": 0,
+            "FailureAction": "rollback",
+            "Monitor": 30_000_000_000,
+            "MaxFailureRatio": 0.0,
+            "Order": "stop-first",
+        },
+        "RollbackConfig": {
+            "Parallelism": 0,
+            "Delay": 0,
+            "FailureAction": "pause",
+            "Monitor": 10_000_000_000,
+            "MaxFailureRatio": 0.0,
+            "Order": "stop-first",
+        },
     }
     assert PROMETHEUS_IMAGE_TAG == "dockercoins/prometheus:bookworm"
 
@@ -184,7 +200,8 @@ def test_prometheus_spec_with_ipvs_is_published_like_webui() -> None:
 def _as_read_back(spec: dict[str, Any]) -> dict[str, Any]:
     back = updated_spec(spec, spec, with_scale=True)
     back["TaskTemplate"]["ForceUpdate"] = 0
-    back["UpdateConfig"] = {"Parallelism": 1, "FailureAction": "pause"}
+    for policy in ("UpdateConfig", "RollbackConfig"):  # zero Delay, Monitor... left out
+        back[policy] = {key: value for key, value in spec[policy].items() if value}
     return back
 
 
@@ -196,7 +213,7 @@ def test_a_new_config_updates_prometheus() -> None:
     assert spec_changes(current, newer, with_scale=False) == ["configs"]
     updated = updated_spec(current, newer, with_scale=False)
     assert updated["TaskTemplate"]["ContainerSpec"]["Configs"][0]["ConfigID"] == "cfg2"
-    assert updated["UpdateConfig"] == {"Parallelism": 1, "FailureAction": "pause"}
+    assert updated["UpdateConfig"] == newer["UpdateConfig"]
 
 
 def test_mounts_set_by_hand_on_the_five_are_kept() -> None:
@@ -248,6 +265,8 @@ class FakeAPI:
             "TaskTemplate": copy.deepcopy(task_template),
             "Mode": options["mode"],
             "EndpointSpec": options["endpoint_spec"],
+            "UpdateConfig": options["update_config"],
+            "RollbackConfig": options["rollback_config"],
         }
         service_id = self._id()
         self.services_by_id[service_id] = {"ID": service_id, "Version": {"Index": 1}, "Spec": spec}
@@ -263,6 +282,8 @@ class FakeAPI:
             "TaskTemplate": copy.deepcopy(task_template),
             "Mode": options["mode"],
             "EndpointSpec": options["endpoint_spec"],
+            "UpdateConfig": options["update_config"],
+            "RollbackConfig": options["rollback_config"],
         }
         raw["Version"]["Index"] += 1
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from dockercoins.names import PROMETHEUS_PORT, WEBUI_PUBLISHED_PORT
 
 if TYPE_CHECKING:
     from dockercoins.bench.rng_modes import Options
+    from dockercoins.bench.scaling import Options as ScalingOptions
 
 
 def register(subparsers: Subparsers) -> None:
@@ -25,6 +27,7 @@ def register(subparsers: Subparsers) -> None:
     bench = parser.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
     _register_pipeline(bench)
     _register_rng_modes(bench)
+    _register_scaling(bench)
 
 
 # --- option types -----------------------------------------------------------------------------
@@ -289,4 +292,183 @@ def _rng_modes(args: argparse.Namespace) -> int:
         client = connect_manager()  # one client for every step, restore included
         warn_unready_nodes(nodes(client))
         rng_modes.run(client, options, rng_modes_command_line(options))
+    return 0
+
+
+# --- bench scaling ----------------------------------------------------------------------------
+
+
+def _rng_nodes(text: str) -> tuple[int, ...]:
+    """ "1,2,4,6,8" -> (1, 2, 4, 6, 8) (sorted, unique)."""
+    from dockercoins.bench.scaling import parse_ks
+
+    try:
+        return parse_ks(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _float_between(low: float, high: float) -> Callable[[str], float]:
+    """A number from `low` to `high`."""
+
+    def check(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {low:g} to {high:g}, not {text!r}")
+        return value
+
+    return check
+
+
+def _register_scaling(subparsers: Subparsers) -> None:
+    from dockercoins.bench.scaling import DEFAULT_HEADROOM, RNG_LABEL, TARGET
+    from dockercoins.bench.scaling_report import JSON_FILE as S_JSON
+    from dockercoins.bench.scaling_report import PNG_FILE as S_PNG
+    from dockercoins.bench.scaling_report import TABLE_FILE as S_TABLE
+
+    parser = subparsers.add_parser(
+        "scaling",
+        help="hash rate with rng on k nodes (k = 1, 2, 4, 6, 8) against the ceiling k x 10",
+        description="On the swarm DOCKER_HOST points at (default: the lab's manager), with "
+        "DockerCoins deployed: run rng in global mode on the first k nodes only (node label "
+        f"{RNG_LABEL} on those k, a placement constraint on rng), with enough workers that "
+        "rng is the limit, and measure the steady hash rate against the ceiling "
+        "k x RNG_CONCURRENCY / RNG_DELAY (k x 10 with the default delays), each rng task's "
+        "answers/s and, when the lab runs on this host, the cores each service and each "
+        "node's daemons used. Writes a markdown table, JSON and a PNG to --out and prints "
+        "the tables. The labels, the constraint, rng's mode and the worker scale are put "
+        "back as they were, also on Ctrl-C.",
+    )
+    parser.add_argument(
+        "--rng-nodes",
+        type=_rng_nodes,
+        default="1,2,4,6,8",
+        metavar="K,K,...",
+        help="the values of k: on how many nodes rng runs, comma-separated (1,2,4,6,8); the "
+        "swarm needs at least the largest k schedulable nodes",
+    )
+    parser.add_argument(
+        "--headroom",
+        type=_float_between(1.0, 10.0),
+        default=DEFAULT_HEADROOM,
+        help="workers per k: enough for this many times the rng ceiling "
+        f"({DEFAULT_HEADROOM:g}: 5, 9, 18, 27, 36 workers for k = 1, 2, 4, 6, 8 with the "
+        "default delays)",
+    )
+    parser.add_argument(
+        "--duration", type=seconds_between(1.0), default=30.0, help="seconds measured per k (30)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=seconds_between(0.0),
+        default=10.0,
+        help="seconds waited after the tasks run, before measuring (10)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=seconds_between(0.1),
+        default=1.0,
+        help="seconds between /json reads (1)",
+    )
+    parser.add_argument(
+        "--window",
+        type=seconds_between(0.1),
+        default=3.0,
+        help="seconds per window for the spread of the rate (3)",
+    )
+    parser.add_argument(
+        "--target",
+        type=_float_between(0.0, 1.0),
+        default=TARGET,
+        help=f"the share of the ceiling each k should reach, reported per k ({TARGET:g})",
+    )
+    parser.add_argument(
+        "--webui",
+        type=_local_url,
+        default=None,
+        metavar="URL",
+        help="the web UI to read /json from (default: "
+        f"http://127.0.0.1:{WEBUI_PUBLISHED_PORT}, then the lab's nodes); loopback or lab "
+        "addresses only",
+    )
+    parser.add_argument(
+        "--prometheus",
+        type=_local_url,
+        default=None,
+        metavar="URL",
+        help="the Prometheus to ask for each rng task's answers/s and the workers' latencies "
+        f"(default: http://127.0.0.1:{PROMETHEUS_PORT}, then the lab's nodes; optional)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=seconds_between(5.0),
+        default=180.0,
+        help="seconds allowed for each change of labels or scale to converge (180)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results"),
+        help=f"directory for {S_TABLE}, {S_JSON} and {S_PNG} (./bench-results)",
+    )
+    parser.set_defaults(func=_scaling)
+
+
+def scaling_options(args: argparse.Namespace) -> ScalingOptions:
+    """The checked run; UserError when options disagree with each other."""
+    from dockercoins.bench.scaling import Options as Checked
+    from dockercoins.errors import UserError
+
+    if args.interval > args.window:
+        raise UserError(f"--interval {args.interval:g} must not exceed --window {args.window:g}")
+    if args.duration < 2 * args.interval:
+        raise UserError("--duration must cover at least two /json reads (2 x --interval)")
+    return Checked(
+        ks=tuple(args.rng_nodes),
+        headroom=args.headroom,
+        duration=args.duration,
+        warmup=args.warmup,
+        interval=args.interval,
+        window=args.window,
+        timeout=args.timeout,
+        out=args.out,
+        webui=args.webui.rstrip("/") if args.webui else None,
+        prometheus=args.prometheus.rstrip("/") if args.prometheus else None,
+        target=args.target,
+    )
+
+
+def scaling_command_line(options: ScalingOptions) -> str:
+    """The command that repeats this run (every option spelled out)."""
+    words = [
+        "dockercoins", "bench", "scaling",
+        "--rng-nodes", ",".join(map(str, options.ks)),
+        "--headroom", f"{options.headroom:g}",
+        "--duration", f"{options.duration:g}",
+        "--warmup", f"{options.warmup:g}",
+        "--interval", f"{options.interval:g}",
+        "--window", f"{options.window:g}",
+        "--target", f"{options.target:g}",
+        "--out", str(options.out),
+    ]  # fmt: skip
+    if options.webui:
+        words += ["--webui", options.webui]
+    if options.prometheus:
+        words += ["--prometheus", options.prometheus]
+    return shlex.join(words)
+
+
+def _scaling(args: argparse.Namespace) -> int:
+    from dockercoins.bench import scaling
+    from dockercoins.swarm.connect import connect_manager, manager_errors
+    from dockercoins.swarm.read import nodes, warn_unready_nodes
+
+    options = scaling_options(args)
+    with manager_errors():
+        client = connect_manager()  # one client for every step, restore included
+        warn_unready_nodes(nodes(client))
+        scaling.run(client, options, scaling_command_line(options))
     return 0

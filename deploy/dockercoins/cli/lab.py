@@ -19,23 +19,37 @@ def register(subparsers: Subparsers) -> None:
         help="a real multi-node Swarm on this host (dockerd per network namespace)",
         description="The Swarm lab: one dockerd per node, each in its own network namespace, "
         "a bridge between them, a registry on the bridge, the base images on every node, "
-        "swarm init on node1 and join of the others. Needs root.",
+        "swarm init on node1 and join of the others (3 of them managers by default). "
+        "Needs root.",
     )
     commands = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
 
     up = commands.add_parser(
         "up",
-        help="bring the lab up (or repair it); prints the DOCKER_HOST of the manager",
+        help="bring the lab up (or repair it); prints the DOCKER_HOST of a manager",
         description="Bring the lab up, or check and repair a running one (a second run is fast "
-        "and changes nothing that works; after a crashed run it cleans up and starts again). "
-        "Prints `export DOCKER_HOST=...` and `export REGISTRY=...` on stdout, so "
-        'eval "$(dockercoins lab up)" points the docker CLI at the manager.',
+        "and changes nothing that works, roles included; after a crashed run it cleans up "
+        "and starts again). Prints `export DOCKER_HOST=...` (the first manager that answers "
+        "as a reachable manager) and `export REGISTRY=...` on stdout, so "
+        'eval "$(dockercoins lab up)" points the docker CLI at a manager.',
     )
     up.add_argument(
         "--nodes",
         type=int_between(1, MAX_NODES),
         default=DEFAULT_NODES,
         help=f"number of nodes (default {DEFAULT_NODES})",
+    )
+    up.add_argument(
+        "--managers",
+        type=int_between(1, MAX_NODES),
+        default=None,
+        metavar="M",
+        help="how many nodes are swarm managers: node1 to nodeM, the others workers "
+        "(default 3 when there are 3 nodes or more, else every node). Raft, which the "
+        "managers keep the swarm's state with, needs a majority of them to act: 3 "
+        "managers survive the loss of one (2 of 3 left), 2 would not (1 of 2 is no "
+        "majority), so an odd number is best. On a running lab, a new M promotes or "
+        "demotes nodes to match",
     )
     up.add_argument(
         "--forward-port",
@@ -57,10 +71,12 @@ def register(subparsers: Subparsers) -> None:
 
     status = commands.add_parser(
         "status",
-        help="nodes, their swarm state and role, daemons, registry, forwarders",
+        help="nodes, their swarm state and role, daemons, memory, registry, forwarders",
         description="Show the lab's nodes (dockerd up?, swarm state and role from the "
-        "manager's node list), the registry and the web UI and Prometheus forwarders. Exit "
-        "status 1 when something is down.",
+        "manager's node list), the memory of each node (its dockerd, its containerd with "
+        "the container shims, and its containers: the cgroup /dockercoins-lab/nodeN), the "
+        "registry and the web UI and Prometheus forwarders. Exit status 1 when something "
+        "is down.",
     )
     status.set_defaults(func=_status)
 
@@ -112,12 +128,21 @@ def _register_node(commands: Subparsers) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from dockercoins.lab import lifecycle
+    from dockercoins.lab import cluster, lifecycle
 
+    managers = cluster.default_managers(args.nodes) if args.managers is None else args.managers
+    cluster.check_managers(managers, args.nodes)
+    if args.managers is not None and managers % 2 == 0:
+        survive = (managers - 1) // 2
+        ui.info(
+            f"warning: {managers} managers survive the loss of {survive or 'none'}, as "
+            f"{managers - 1} would: raft needs a majority ({managers // 2 + 1} of {managers})"
+        )
     started = time.monotonic()
-    state = lifecycle.up(args.nodes, args.forward_port, args.prometheus_port)
+    state = lifecycle.up(args.nodes, args.forward_port, args.prometheus_port, managers)
     ui.info(
-        f"lab up: {len(state.nodes)} nodes in {time.monotonic() - started:.1f} s; "
+        f"lab up: {len(state.nodes)} nodes ({len(state.manager_nodes)} managers) in "
+        f"{time.monotonic() - started:.1f} s; "
         f"web UI (once deployed): http://localhost:{state.forward_port}/"
     )
     ui.info(f"Prometheus (once deployed): http://localhost:{state.prometheus_port}/")
@@ -145,6 +170,8 @@ def _status(args: argparse.Namespace) -> int:
             f"{node.name:<8}{node.ip:<15}{'up' if node.dockerd else 'DOWN':<9}"
             f"{node.state:<9}{node.role}"
         )
+    for line in lab_status.memory_table(report.nodes):
+        ui.result(line)
     ui.result(f"export DOCKER_HOST={state.manager.docker_host}")
     return 0 if report.healthy else 1
 

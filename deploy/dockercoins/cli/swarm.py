@@ -1,4 +1,4 @@
-"""Subcommands: deploy, scale, rng-mode, status, down (DockerCoins on a swarm)."""
+"""Subcommands: deploy, scale, update, rng-mode, status, down (DockerCoins on a swarm)."""
 
 from __future__ import annotations
 
@@ -106,6 +106,38 @@ def register(subparsers: Subparsers) -> None:
     scale.add_argument("targets", nargs="+", metavar="SERVICE=REPLICAS", help="e.g. worker=10")
     _timeout(scale)
     scale.set_defaults(func=_scale)
+
+    update = subparsers.add_parser(
+        "update",
+        help="a rolling update of one service (new image tag, settings), rolled back on failure",
+        description="Change a service's image tag and/or environment and follow the swarm's "
+        "rolling update live: tasks updated, state. Each new task must pass its image's "
+        "health check (the service answering on port 80 as the others use it; the worker's "
+        "heartbeat); rng, hasher and the workers start the new task before stopping the old "
+        "one. A task that fails makes the swarm roll the update back by itself; the command "
+        "then exits 1 with `rolled back: ` and the failing task's error. Exit 0 once the "
+        f"update is completed (after the swarm's 30 s watch of the new tasks). {WHERE}",
+    )
+    update.add_argument(
+        "service",
+        metavar="SERVICE",
+        help="redis, hasher, rng, webui, worker or prometheus",
+    )
+    update.add_argument(
+        "--tag",
+        default=None,
+        help="the image tag to run, from the registry the service pulls from (pushed with "
+        "`dockercoins push --tag TAG`; rng, hasher, webui, worker only)",
+    )
+    update.add_argument(
+        "--env",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="set an environment variable of the service, e.g. WORKER_DELAY=0.2 (repeatable)",
+    )
+    _timeout(update, 300.0)
+    update.set_defaults(func=_update)
 
     mode = subparsers.add_parser(
         "rng-mode",
@@ -226,6 +258,22 @@ def _scale(args: argparse.Namespace) -> int:
         manager_errors(),
     ):
         operations.scale(_manager(), targets, args.timeout)
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    from dockercoins.images import naming
+    from dockercoins.swarm import update as swarm_update
+    from dockercoins.swarm.connect import manager_errors
+
+    name = swarm_update.check_service(args.service)
+    env = swarm_update.parse_env(args.env)
+    tag = naming.check_tag(args.tag) if args.tag is not None else None
+    with ui.step(f"update {name}"), manager_errors():
+        outcome = swarm_update.update(_manager(), name, tag, env, args.timeout)
+        if outcome.state != swarm_update.COMPLETED:
+            raise swarm_update.outcome_error(name, outcome)
+    ui.result(f"{name} updated")
     return 0
 
 

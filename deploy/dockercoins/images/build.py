@@ -91,6 +91,8 @@ def build(
         base_ref = resolve_base(client, base)
         base_size = int(client.api.inspect_image(base_ref)["Size"])
         ui.info(f"base image: {base_ref} ({_mb(base_size)})")
+        if wheelhouse:
+            _prefetch_wheels(names)
         built = [
             _build_one(
                 client,
@@ -110,6 +112,12 @@ def build(
             f"  built in {image.seconds:.1f} s"
         )
     return built
+
+
+def _prefetch_wheels(names: list[str]) -> None:
+    """Every service's wheelhouse before the first build: the missing downloads side by
+    side (`build`'s own `wheelhouse` flag hides the module's name there)."""
+    wheelhouse.ensure_all(names)
 
 
 def _build_one(

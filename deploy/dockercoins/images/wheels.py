@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dockercoins import ui
@@ -61,6 +63,20 @@ def ensure(service: str) -> Path:
             return target
         _download(service, target)
     return target
+
+
+def ensure_all(services: Sequence[str]) -> dict[str, Path]:
+    """ensure() for several services, the missing downloads side by side (pip spends
+    most of its time waiting for the index); the shared pip is made first, once."""
+    missing = [service for service in services if not wheelhouse_dir(service).is_dir()]
+    if len(missing) > 1:
+        (state_dir() / "wheels").mkdir(parents=True, exist_ok=True)
+        _pip_for_the_base()
+        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+            futures = [pool.submit(ensure, service) for service in missing]
+        for future in futures:
+            future.result()
+    return {service: ensure(service) for service in services}
 
 
 DEBIAN_PYTHON = Path("/usr/bin/python3.11")

@@ -2,7 +2,7 @@
 
 `up` makes (or repairs) in order: the bridge and its FORWARD rule, one namespace and one
 dockerd per node, the registry on the bridge address, the base images on every node, the
-swarm (init on node1, join of the others: lab.cluster), the web UI and Prometheus
+swarm (nodes 1..M managers, the rest workers: lab.cluster), the web UI and Prometheus
 forwarders; then records the lab (lab.state). Each step checks what is there first and
 keeps what works, so a second `up` is fast and a crashed run is cleaned and restarted.
 `down` removes all of it, then checks that nothing is left (lab.leftovers).
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 import time
@@ -82,7 +83,7 @@ def _lock_holder(handle: IO[str]) -> str:
     return f" (pid {text})" if text.isdigit() else ""
 
 
-def _state(count: int, forward_port: int, prometheus_port: int) -> LabState:
+def _state(count: int, forward_port: int, prometheus_port: int, managers: int) -> LabState:
     members = tuple(
         LabNode(name=labnet.node_name(i), ip=labnet.node_ip(i), socket=str(nodes.daemon(i).socket))
         for i in range(1, count + 1)
@@ -94,6 +95,7 @@ def _state(count: int, forward_port: int, prometheus_port: int) -> LabState:
         registry=labnet.REGISTRY_ADDRESS,
         forward_port=forward_port,
         prometheus_port=prometheus_port,
+        managers=tuple(labnet.node_name(i) for i in range(1, managers + 1)),
     )
 
 
@@ -121,18 +123,23 @@ def up(
     count: int = labnet.DEFAULT_NODES,
     forward_port: int = WEBUI_PUBLISHED_PORT,
     prometheus_port: int = PROMETHEUS_PORT,
+    managers: int | None = None,
 ) -> LabState:
-    """Bring up (or repair) a lab of `count` nodes (1 to labnet.MAX_NODES), its web UI
-    forwarded from 127.0.0.1:`forward_port` and Prometheus from 127.0.0.1:`prometheus_port`;
-    returns what it recorded."""
+    """Bring up (or repair) a lab of `count` nodes (1 to labnet.MAX_NODES), nodes 1 to
+    `managers` its managers (default cluster.default_managers), its web UI forwarded from
+    127.0.0.1:`forward_port` and Prometheus from 127.0.0.1:`prometheus_port`; returns what
+    it recorded."""
     if not 1 <= count <= labnet.MAX_NODES:
         raise ValueError(f"a lab has 1 to {labnet.MAX_NODES} nodes, not {count}")
+    managers = cluster.default_managers(count) if managers is None else managers
+    cluster.check_managers(managers, count)
     require_root()
     with locked():
-        state = _state(count, forward_port, prometheus_port)
+        state = _state(count, forward_port, prometheus_port, managers)
         extra = [i for i in _existing_node_indexes() if i > count]
         if extra:
             with ui.step(f"remove nodes beyond {count}: {', '.join(map(labnet.node_name, extra))}"):
+                cluster.release(extra, staying=list(range(1, count + 1)))
                 for index in extra:
                     _remove_node(index, purge=False)
         with ui.step(f"bridge {labnet.BRIDGE} ({labnet.HOST_IP}/{labnet.PREFIX_LEN})"):
@@ -146,8 +153,8 @@ def up(
             _ensure_registry()
         with ui.step("base images on every node"):
             _ensure_images(count)
-        with ui.step(f"swarm: init on node1, join of {count - 1} workers"):
-            cluster.ensure_swarm(count)
+        with ui.step(f"swarm: {managers} managers, {count - managers} workers"):
+            cluster.ensure_swarm(count, managers, restart=restart_node)
         lab_state.save(state)
         for forward, port in (
             (labforward.WEBUI, forward_port),
@@ -174,6 +181,12 @@ def ensure_node(index: int) -> None:
     nodes.start(index, labnet.REGISTRY_ADDRESS)
 
 
+def restart_node(index: int) -> None:
+    """Stop the node's dockerd (cleanly) and start it again as `up` makes it."""
+    nodes.stop(index)
+    ensure_node(index)
+
+
 def _ensure_registry() -> None:
     from dockercoins.images import registry
 
@@ -183,12 +196,12 @@ def _ensure_registry() -> None:
 def _ensure_images(count: int) -> None:
     from dockercoins.images import base as baseimage
 
-    for index in range(1, count + 1):
-        client = nodes.client(index, timeout=600)
-        try:
-            baseimage.import_base_images(client)
-        finally:
-            client.close()
+    baseimage.import_base_images_on(
+        {
+            labnet.node_name(index): functools.partial(nodes.client, index, timeout=600)
+            for index in range(1, count + 1)
+        }
+    )
 
 
 # --- down --------------------------------------------------------------------------
@@ -201,7 +214,14 @@ def down(purge: bool = False) -> None:
     with locked():
         with ui.step("web UI and Prometheus forwarders"):
             labforward.stop_all()
-        for index in _existing_node_indexes():
+        indexes = _existing_node_indexes()
+        recorded = lab_state.load()
+        if recorded is not None and len(indexes) > 1:
+            # one manager left before the nodes go: leaving never waits for a lost majority
+            keep = labnet.node_index(recorded.manager.name)
+            with ui.step(f"swarm: every manager but {labnet.node_name(keep)} demoted"):
+                cluster.release([i for i in indexes if i != keep], staying=[keep])
+        for index in indexes:
             with ui.step(f"{labnet.node_name(index)}: dockerd, namespace, mounts"):
                 _remove_node(index, purge)
         with ui.step("registry"):

@@ -41,11 +41,13 @@ def stop(name: str) -> None:
 
 def start(name: str) -> None:
     """Bring node `name` back (namespace and dockerd as `lab up` makes them) and into the
-    swarm; the other nodes must be up."""
+    swarm in the role `lab up` gave it; the other nodes must be up."""
     state, index = member(name)
     lifecycle.require_root()
     with lifecycle.locked():
         labnet.ensure_bridge()
         labnet.ensure_forward_rule()
         lifecycle.ensure_node(index)
-        cluster.ensure_swarm(len(state.nodes))
+        cluster.ensure_swarm(
+            len(state.nodes), len(state.manager_nodes), restart=lifecycle.restart_node
+        )

@@ -1,11 +1,15 @@
 """What a running lab looks like, as `lab up` records it in <state>/lab/lab.json.
 
-Other commands read it to find the manager (DOCKER_HOST) and the lab's registry.
+Other commands read it to find a live manager (DOCKER_HOST) and the lab's registry: the
+recorded managers are tried in order (then the other nodes, in case one was promoted by
+hand) and the first whose dockerd answers as a reachable manager of a swarm with a leader
+is used, so the lab stays usable while node1 is down.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,10 +38,53 @@ class LabState:
     forward_port: int = WEBUI_PUBLISHED_PORT
     # the host's 127.0.0.1 port forwarded to the nodes' Prometheus port
     prometheus_port: int = PROMETHEUS_PORT
+    # names of the nodes `lab up` made managers, in the order they are tried
+    managers: tuple[str, ...] = ()
+
+    @property
+    def manager_nodes(self) -> tuple[LabNode, ...]:
+        """The recorded managers (node1 alone for a record from before there were more)."""
+        named = tuple(node for node in self.nodes if node.name in self.managers)
+        return named or self.nodes[:1]
 
     @property
     def manager(self) -> LabNode:
-        return self.nodes[0]
+        """The first recorded manager, then any other node, that answers now as a reachable
+        manager (asked each time); the first recorded manager when none does."""
+        managers = self.manager_nodes
+        others = tuple(node for node in self.nodes if node not in managers)
+        for node in managers + others:
+            if reachable_manager(node):
+                return node
+        return managers[0]
+
+
+PROBE_TIMEOUT = 3  # seconds a node's dockerd has to answer the probe
+
+
+def reachable_manager(node: LabNode) -> bool:
+    """The node's dockerd answers, is an active swarm manager and its swarm counts it as a
+    reachable manager (which only a swarm with a leader answers)."""
+    if not os.path.exists(node.socket):
+        return False
+    import docker
+    import docker.errors
+    import requests
+
+    try:
+        client = docker.DockerClient(base_url=node.docker_host, timeout=PROBE_TIMEOUT)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return False
+    try:
+        swarm = client.info().get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            return False
+        status = client.api.inspect_node(swarm["NodeID"]).get("ManagerStatus") or {}
+        return bool(status.get("Reachability") == "reachable")
+    except (docker.errors.DockerException, requests.exceptions.RequestException, KeyError):
+        return False
+    finally:
+        client.close()
 
 
 def lab_dir() -> Path:
@@ -71,6 +118,7 @@ def load() -> LabState | None:
         registry=data["registry"],
         forward_port=int(data.get("forward_port", WEBUI_PUBLISHED_PORT)),
         prometheus_port=int(data.get("prometheus_port", PROMETHEUS_PORT)),
+        managers=tuple(str(name) for name in data.get("managers", ())),
     )
 
 

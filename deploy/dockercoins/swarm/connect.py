@@ -1,7 +1,8 @@
 """Which swarm manager a command talks to, and one checked client for it.
 
 DOCKER_HOST, else the current Docker context (DOCKER_CONTEXT or `docker context use`), else
-the lab's manager when a lab is up, else the default socket.
+a manager of the lab when a lab is up (its managers tried in order, the first that answers
+as a reachable manager: node1 down does not stop the tool), else the default socket.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ def manager_url() -> tuple[str | None, str]:
     if context and context != "default":
         return None, f"the Docker context {context!r}"
     lab = lab_state.load()
-    if lab and os.path.exists(lab.manager.socket):
-        return lab.manager.docker_host, f"{lab.manager.docker_host} (the lab's manager)"
+    if lab and any(os.path.exists(node.socket) for node in lab.nodes):
+        manager = lab.manager  # the first that answers as a reachable manager
+        return manager.docker_host, f"{manager.docker_host} (the lab's manager {manager.name})"
     return None, "unix:///var/run/docker.sock"
 
 

@@ -21,7 +21,15 @@ from dockercoins.names import (
     SERVICE_PORT,
     WORKER_METRICS_PORT,
 )
-from dockercoins.swarm.specs import Modes, Spec, endpoint_spec, replicated, service_env
+from dockercoins.swarm.specs import (
+    Modes,
+    Spec,
+    endpoint_spec,
+    replicated,
+    rollback_config,
+    service_env,
+    update_config,
+)
 
 SCRAPE_INTERVAL = "5s"
 SWARM_PREFIX = "tasks."  # DNS names of a swarm service's tasks
@@ -90,7 +98,8 @@ def config_name(text: str) -> str:
 def prometheus_spec(modes: Modes, network_id: str, config: ConfigRef) -> Spec:
     """The prometheus service (as POST /services/create takes it): one replica of the
     offline image, `config` mounted as its config file, its data on a named volume,
-    published on names.PROMETHEUS_PORT like webui on its port."""
+    published on names.PROMETHEUS_PORT like webui on its port; updated stop-first (one
+    writer of its data), rolled back on failure (specs.update_config)."""
     env = service_env(PROMETHEUS)
     container: Spec = {
         "Image": PROMETHEUS_IMAGE_TAG,
@@ -117,4 +126,6 @@ def prometheus_spec(modes: Modes, network_id: str, config: ConfigRef) -> Spec:
         "TaskTemplate": {"ContainerSpec": container, "Networks": [{"Target": network_id}]},
         "Mode": replicated(1),
         "EndpointSpec": endpoint_spec(PROMETHEUS, modes),
+        "UpdateConfig": update_config(PROMETHEUS, modes),
+        "RollbackConfig": rollback_config(PROMETHEUS, modes),
     }

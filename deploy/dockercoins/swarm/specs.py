@@ -8,6 +8,12 @@ Redis is the one service with state: its append-only file (fsynced at every writ
 named volume REDIS_VOLUME, pinned by a placement constraint to the node that carries the
 node label REDIS_NODE_LABEL (a volume is local to its node), and given REDIS_STOP_GRACE to
 finish writing when stopped. The worker gets WORKER_STOP_GRACE for its final flush.
+
+Every service gets an update and a rollback policy (update_config, rollback_config): a
+task that fails, or never passes its image's health check, during an update makes the
+swarm roll the update back by itself. Stateless services start the new task first (their
+capacity never dips); redis and prometheus (one writer of their data) and a service
+published in host mode (two tasks cannot hold the port on one node) stop the old one first.
 """
 
 from __future__ import annotations
@@ -65,6 +71,22 @@ REDIS_COMMAND = (
 SECOND_NS = 1_000_000_000
 REDIS_STOP_GRACE = 30  # seconds between SIGTERM and SIGKILL: redis fsyncs and exits
 WORKER_STOP_GRACE = 10  # the worker writes what it owes on SIGTERM, within about 2 s
+
+# Update and rollback policies (UpdateConfig, RollbackConfig).
+START_FIRST = "start-first"
+STOP_FIRST = "stop-first"
+# After an update's last batch the swarm watches the new tasks this long before it calls the
+# update completed; a task that fails within it rolls the update back. The images check
+# health every 5 s and call a task unhealthy after 3 failures in a row, so a task that
+# passed its first check and then fails is caught within about 15 s (plus the checks'
+# timeouts): twice that. A task that never passes its first check (a service on the wrong
+# port, a container that exits at start) fails before it counts as running, which rolls the
+# update back whatever the window.
+UPDATE_MONITOR = 30
+# Rolling back restores the version that ran before: a shorter watch.
+ROLLBACK_MONITOR = 10
+# Tasks replaced at once in an update (the rest: 1). Ten workers in five batches.
+UPDATE_PARALLELISM = {WORKER: 2}
 
 # Every service `deploy` may create, in order: the five, then Prometheus (unless --no-metrics).
 DEPLOY_ORDER = (*SWARM_SERVICES, PROMETHEUS)
@@ -189,6 +211,44 @@ def endpoint_spec(service: str, modes: Modes) -> Spec:
     return spec
 
 
+def update_order(service: str, modes: Modes) -> str:
+    """START_FIRST, except for the services with state (redis, prometheus: one writer of
+    their data) and those published in host mode (the new task could not bind the port on
+    the old one's node; on a one-node swarm it would never start)."""
+    if service in (REDIS, PROMETHEUS):
+        return STOP_FIRST
+    if service in PUBLISHED and modes.publish == "host":
+        return STOP_FIRST
+    return START_FIRST
+
+
+def update_config(service: str, modes: Modes) -> Spec:
+    """The service's UpdateConfig: a batch at a time (UPDATE_PARALLELISM), no delay (the
+    next batch waits for the new tasks to be healthy anyway), rolled back at the first
+    failed task, watched for UPDATE_MONITOR seconds."""
+    return {
+        "Parallelism": UPDATE_PARALLELISM.get(service, 1),
+        "Delay": 0,
+        "FailureAction": "rollback",
+        "Monitor": UPDATE_MONITOR * SECOND_NS,
+        "MaxFailureRatio": 0.0,
+        "Order": update_order(service, modes),
+    }
+
+
+def rollback_config(service: str, modes: Modes) -> Spec:
+    """The service's RollbackConfig: every task at once (back to the version that worked),
+    in the same order as updates, paused if the rollback itself fails."""
+    return {
+        "Parallelism": 0,
+        "Delay": 0,
+        "FailureAction": "pause",
+        "Monitor": ROLLBACK_MONITOR * SECOND_NS,
+        "MaxFailureRatio": 0.0,
+        "Order": update_order(service, modes),
+    }
+
+
 def service_spec(
     service: str,
     images: Images,
@@ -200,7 +260,7 @@ def service_spec(
 ) -> Spec:
     """The full service spec (as POST /services/create takes it) for one of the five:
     redis with its command, volume, placement and stop grace period, the worker with its
-    stop grace period."""
+    stop grace period; each with its update and rollback policy."""
     if service not in SWARM_SERVICES:
         raise UserError(f"unknown service {service!r}: choose from {', '.join(SWARM_SERVICES)}")
     container: Spec = {"Image": images.ref(service)}
@@ -227,6 +287,8 @@ def service_spec(
         "TaskTemplate": template,
         "Mode": replicated(replicas),
         "EndpointSpec": endpoint_spec(service, modes),
+        "UpdateConfig": update_config(service, modes),
+        "RollbackConfig": rollback_config(service, modes),
     }
 
 
@@ -275,6 +337,27 @@ def _mounts(container: Spec) -> list[tuple[str, str, str]]:
     )
 
 
+# The fields of an UpdateConfig or RollbackConfig, and the value the daemon leaves out when
+# it is zero (it omits a zero Delay and Monitor).
+_POLICY_FIELDS: dict[str, Any] = {
+    "Parallelism": 0,
+    "Delay": 0,
+    "FailureAction": "",
+    "Monitor": 0,
+    "MaxFailureRatio": 0.0,
+    "Order": "",
+}
+
+
+def _policy(config: Spec | None) -> list[tuple[str, Any]]:
+    config = config or {}
+    view: list[tuple[str, Any]] = []
+    for name, zero in _POLICY_FIELDS.items():
+        value = config.get(name) or zero
+        view.append((name, float(value) if isinstance(zero, float) else value))
+    return view
+
+
 def _constraints(template: Spec) -> list[str]:
     return sorted(str(item) for item in (template.get("Placement") or {}).get("Constraints") or [])
 
@@ -282,8 +365,9 @@ def _constraints(template: Spec) -> list[str]:
 def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
     """The parts of a spec `deploy` manages, normalised so that a spec read back from the
     daemon compares equal to the one we built. Configs, mounts, command, stop grace period
-    and placement only where the spec has them (prometheus, redis, worker); scale (mode,
-    replicas) only if asked."""
+    and placement only where the spec has them (prometheus, redis, worker); the update and
+    rollback policies where it has them (every spec deploy builds); scale (mode, replicas)
+    only if asked."""
     template = spec.get("TaskTemplate", {})
     container = template.get("ContainerSpec", {})
     endpoint = spec.get("EndpointSpec") or {}
@@ -304,6 +388,9 @@ def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
         view["stop grace period"] = int(container["StopGracePeriod"])
     if _constraints(template):
         view["placement"] = _constraints(template)
+    for key, name in (("update policy", "UpdateConfig"), ("rollback policy", "RollbackConfig")):
+        if spec.get(name):
+            view[key] = _policy(spec[name])
     if with_scale:
         view["mode"] = mode_of(spec)
         view["replicas"] = replicas_of(spec)
@@ -318,8 +405,8 @@ def spec_changes(current: Spec, desired: Spec, with_scale: bool) -> list[str]:
 
 
 def updated_spec(current: Spec, desired: Spec, with_scale: bool) -> Spec:
-    """`current` with the managed fields taken from `desired`; the rest (update config,
-    resources, anything set by hand) is kept."""
+    """`current` with the managed fields taken from `desired` (the update and rollback
+    policies too); the rest (resources, labels, anything else set by hand) is kept."""
     spec = copy.deepcopy(current)
     template = spec.setdefault("TaskTemplate", {})
     container = template.setdefault("ContainerSpec", {})
@@ -339,6 +426,9 @@ def updated_spec(current: Spec, desired: Spec, with_scale: bool) -> Spec:
     template["Networks"] = copy.deepcopy(desired["TaskTemplate"]["Networks"])
     spec["EndpointSpec"] = copy.deepcopy(desired["EndpointSpec"])
     spec.setdefault("Labels", {}).update(desired.get("Labels", {}))
+    for name in ("UpdateConfig", "RollbackConfig"):
+        if desired.get(name):
+            spec[name] = copy.deepcopy(desired[name])
     if with_scale:
         spec["Mode"] = copy.deepcopy(desired["Mode"])
     return spec
