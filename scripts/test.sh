@@ -23,4 +23,9 @@ echo "==> tier 2: Docker tests (real dockerd and registry)" >&2
 pytest tests/docker --durations=10 "$@"
 
 echo "==> tier 3: lab tests (real multi-node swarm)" >&2
+rm -f "$REPO/test-artifacts/lab-results.txt"
 pytest tests/lab --durations=0 "$@"
+if [ -f "$REPO/test-artifacts/lab-results.txt" ]; then
+  echo "==> measured on the lab (printed, not asserted): test-artifacts/lab-results.txt" >&2
+  cat "$REPO/test-artifacts/lab-results.txt" >&2
+fi

@@ -13,7 +13,7 @@ for W workers and R rng tasks) and redis pinned to the last node.
   (`lab status`'s DOCKER_HOST, `docker node ls` there, `dockercoins scale` without
   DOCKER_HOST), and `lab up` brings the node back.
 
-/json is sampled throughout (tests/lab/test_durable_redis.py's Sampler); the rates and
+/json is sampled throughout (tests/support/mining.py's Sampler); the rates and
 seconds are printed for the table in docs/lab.md, not asserted (no timing thresholds):
 the assertions are that mining never stops for good and comes back."""
 
@@ -34,16 +34,18 @@ from dockercoins.dockerapi import connect
 from dockercoins.lab.state import LabState
 from dockercoins.swarm.specs import REDIS_NODE_LABEL
 
-from tests.lab.test_durable_redis import (
+from tests.support.lab import cli, ok
+from tests.support.mining import (
     BACK_TIMEOUT,
     OURS,
     Sampler,
     docker_cli,
     labelled_nodes,
+    result,
+    running,
     verify,
     wait_mining,
 )
-from tests.support.lab import cli, ok
 from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.lab
@@ -84,14 +86,6 @@ def leader(client: Any) -> str:
         if (attrs.get("ManagerStatus") or {}).get("Leader")
     ]
     return name
-
-
-def running(client: Any, service: str) -> list[dict[str, Any]]:
-    return [
-        task
-        for task in client.api.tasks(filters={"service": service, "desired-state": "running"})
-        if task["Status"]["State"] == "running"
-    ]
 
 
 def rate(sampler: Sampler, start: float, end: float) -> float:
@@ -147,7 +141,7 @@ def seconds(moment: float | None, since: float) -> str:
 
 def record(fault: str, **measured: object) -> None:
     RESULTS[fault] = measured
-    print(f"RESULT {fault}: " + ", ".join(f"{key} {value}" for key, value in measured.items()))
+    result(f"{fault}: " + ", ".join(f"{key} {value}" for key, value in measured.items()))
 
 
 def without_docker_env() -> dict[str, str]:

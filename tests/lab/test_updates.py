@@ -14,112 +14,36 @@ docs, not asserted."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from types import TracebackType
 from typing import Any
 
-import httpx
 import pytest
 from dockercoins.lab.state import LabState
 from dockercoins.swarm.update import retagged
 
-from tests.support.lab import cli, lab_env, ok
+from tests.support.lab import cli, ok
+from tests.support.mining import (
+    OURS,
+    Sampler,
+    docker_cli,
+    result,
+    running,
+    wait_mining,
+)
 from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.lab
 
-WEBUI = "http://127.0.0.1:8000"
-OURS = {"redis", "hasher", "rng", "webui", "worker", "prometheus"}
 WORKERS = 4  # when this module deploys
 SAMPLE_EVERY = 0.5  # seconds between /json reads
-SAMPLE_FOR_AT_MOST = 300.0  # the sampler stops by itself after this long
 RATE_WINDOW = 3.0  # seconds of samples per hash rate: each worker writes every second
 STEADY_WINDOW = 6.0  # for the printed numbers: 5 to 7 writes of each worker per window
 ROLLBACK_WITHIN = 180.0  # a bounded wait, not a claim
 EXITS_CMD = 'CMD ["/opt/venv/bin/python", "-c", "raise SystemExit(3)"]'
-
-
-class Sampler:
-    """Reads /json every SAMPLE_EVERY s in a thread (bounded), keeping (time, hashes)."""
-
-    def __init__(self) -> None:
-        self.readings: list[tuple[float, int]] = []
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + SAMPLE_FOR_AT_MOST
-        with httpx.Client(timeout=1.0) as http:
-            while not self.stop_event.is_set() and time.monotonic() < deadline:
-                try:
-                    value = int(http.get(f"{WEBUI}/json").json()["hashes"])
-                except (httpx.HTTPError, ValueError, KeyError):
-                    pass
-                else:
-                    self.readings.append((time.monotonic(), value))
-                self.stop_event.wait(SAMPLE_EVERY)
-
-    def __enter__(self) -> Sampler:
-        self.thread.start()
-        wait_for(lambda: self.span() > RATE_WINDOW, timeout=30, interval=0.2)
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.stop_event.set()
-        self.thread.join(10)
-
-    def span(self) -> float:
-        readings = list(self.readings)
-        return readings[-1][0] - readings[0][0] if len(readings) > 1 else 0.0
-
-    def rates(self, window: float = RATE_WINDOW) -> list[tuple[float, float]]:
-        """(time, hashes per second over the `window` s before it), from each reading
-        that has a full window behind it."""
-        readings = list(self.readings)
-        found = []
-        first = 0
-        for at, value in readings:
-            while readings[first][0] < at - window:
-                first += 1
-            if first > 0:  # the window is full: a reading at least RATE_WINDOW s before
-                since, then = readings[first - 1]
-                found.append((at, (value - then) / (at - since)))
-        return found
-
-
-def docker_cli(lab: LabState, *args: str, timeout: float = 180) -> str:
-    binary = shutil.which("docker")
-    assert binary, "the docker CLI is not installed"
-    proc = subprocess.run(
-        [binary, *args],
-        env=lab_env(lab),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    sys.stderr.write(f"$ docker {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def running(client: Any, service: str) -> list[dict[str, Any]]:
-    return [
-        task
-        for task in client.api.tasks(filters={"service": service, "desired-state": "running"})
-        if task["Status"]["State"] == "running"
-    ]
 
 
 def ceiling(client: Any) -> float:
@@ -141,17 +65,6 @@ def env_of(client: Any, service: str) -> list[str]:
 def image_of(client: Any, service: str) -> str:
     spec = client.api.inspect_service(service)["Spec"]
     return str(spec["TaskTemplate"]["ContainerSpec"]["Image"])
-
-
-def wait_mining(timeout: float = 120.0) -> None:
-    first: list[int] = []
-
-    def risen() -> bool:
-        value = int(httpx.get(f"{WEBUI}/json", timeout=2).json()["hashes"])
-        first.append(value)
-        return value > first[0]
-
-    wait_for(risen, timeout=timeout, interval=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +91,7 @@ def test_hasher_moved_to_port_81_by_hand_is_rolled_back_by_the_swarm(
 ) -> None:
     _, before = update_state(manager, "hasher")
     wanted = ceiling(manager)
-    with Sampler() as sampler:
+    with Sampler(SAMPLE_EVERY, warm=RATE_WINDOW) as sampler:
         wait_for(lambda: sampler.span() > 2 * STEADY_WINDOW, timeout=60, interval=0.5)
         started = time.monotonic()
         docker_cli(lab, "service", "update", "--detach", "--env-add", "PORT=81", "hasher")
@@ -196,15 +109,15 @@ def test_hasher_moved_to_port_81_by_hand_is_rolled_back_by_the_swarm(
         assert "PORT=81" not in task["Spec"]["ContainerSpec"].get("Env", [])
         wait_mining(timeout=60)
         time.sleep(STEADY_WINDOW)  # a full window after the rollback
-    rates = [(at - started, rate) for at, rate in sampler.rates() if at >= started]
+    rates = [(at - started, rate) for at, rate in sampler.rates(RATE_WINDOW) if at >= started]
     assert rates and rates[-1][1] > 0
     steady = sampler.rates(STEADY_WINDOW)
     before_rates = [rate for at, rate in steady if at < started]
     after = [(at - started, rate) for at, rate in steady if at >= started]
     below = [at for at, rate in after if rate < 0.9 * wanted]
     back = next((at for at, _ in after if at > max(below)), None) if below else 0.0
-    print(
-        f"RESULT hasher PORT=81: rollback completed {done - started:.1f} s after the update; "
+    result(
+        f"hasher PORT=81: rollback completed {done - started:.1f} s after the update; "
         f"hash rate over {STEADY_WINDOW:.0f} s windows {min(before_rates):.1f}-"
         f"{max(before_rates):.1f}/s before, {min(r for _, r in after):.1f}-"
         f"{max(r for _, r in after):.1f}/s from the update on (ceiling {wanted:.1f}); "
@@ -265,14 +178,14 @@ def test_good_updates_of_workers_and_rng_under_load_never_stop_mining(
     def update(service: str) -> None:
         results[service] = cli(lab, *commands[service], "--timeout", "240")
 
-    with Sampler() as sampler:
+    with Sampler(SAMPLE_EVERY, warm=RATE_WINDOW) as sampler:
         started = time.monotonic()
         threads = [threading.Thread(target=update, args=(name,)) for name in commands]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(300)
-        rates = [rate for at, rate in sampler.rates() if at >= started]
+        rates = [rate for at, rate in sampler.rates(RATE_WINDOW) if at >= started]
     for service in commands:
         proc = results[service]
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -286,4 +199,4 @@ def test_good_updates_of_workers_and_rng_under_load_never_stop_mining(
         )
     assert len(rates) > 10  # sampled throughout
     assert min(rates) > 0, rates  # the hash rate never reached 0
-    print(f"RESULT good updates of worker and rng: hash rate at least {min(rates):.1f}/s")
+    result(f"good updates of worker and rng: hash rate at least {min(rates):.1f}/s")

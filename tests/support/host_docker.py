@@ -23,6 +23,7 @@ from typing import Any
 
 from dockercoins.host import dockerd
 from dockercoins.images import base as baseimage
+from dockercoins.lab import network as labnet
 
 from tests.support.servers import free_port
 
@@ -62,6 +63,16 @@ class HostDocker:
             networks=frozenset((n.id, n.name) for n in self.client.networks.list()),
             iptables=iptables_rules(),
         )
+
+
+# the one line the lab adds to the host's rules, as iptables-save prints it
+LAB_RULE = "-A " + " ".join(labnet.FORWARD_RULE)
+
+
+def without_lab_rule(rules: tuple[str, ...]) -> tuple[str, ...]:
+    """The rules as they are apart from the lab's own line (a lab may be up already when
+    the snapshot is taken)."""
+    return tuple(rule for rule in rules if rule != LAB_RULE)
 
 
 def iptables_rules() -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from dockercoins.bench.model import (
     MIN_RNG_WINDOW,
     RNG_SUM_TOLERANCE,
     BenchReport,
+    Delays,
     Measurement,
 )
 from dockercoins.errors import UserError
@@ -129,43 +130,55 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def delays_json(delays: Delays) -> dict[str, Any]:
+    return {
+        "worker": delays.worker,
+        "rng": delays.rng,
+        "hasher": delays.hasher,
+        "rng_concurrency": delays.rng_concurrency,
+        "worker_concurrency": delays.worker_concurrency,
+    }
+
+
+def measurement_json(item: Measurement) -> dict[str, Any]:
+    """One measured point: tasks, the rate's statistics and samples, the ceiling, and each
+    rng task's answers/s (null without Prometheus)."""
+    return {
+        "rng_tasks": item.rng_tasks,
+        "workers": item.workers,
+        "hashes_per_second": item.stats.mean,
+        "stdev": item.stats.stdev,
+        "min": item.stats.minimum,
+        "max": item.stats.maximum,
+        "p10": item.stats.p10,
+        "p90": item.stats.p90,
+        "seconds": item.stats.seconds,
+        "samples": [[s.now, s.hashes] for s in item.samples],
+        "ceiling": _finite(item.ceiling),
+        "rng_rates": None
+        if item.rng_rates is None
+        else [
+            {"label": rate.label, "instance": rate.instance, "rate": rate.rate}
+            for rate in item.rng_rates
+        ],
+        "rng_rates_window": item.rng_window,
+        "rng_sum_over_hash_rate": item.rng_sum_ratio,
+    }
+
+
 def to_json(report: BenchReport) -> dict[str, Any]:
     """A JSON-ready document (unbounded ceilings are null)."""
     return {
         "format": JSON_FORMAT,
         "main_workers": report.main_workers,
         "nodes": report.nodes,
-        "delays": {
-            "worker": report.delays.worker,
-            "rng": report.delays.rng,
-            "hasher": report.delays.hasher,
-            "rng_concurrency": report.delays.rng_concurrency,
-            "worker_concurrency": report.delays.worker_concurrency,
-        },
+        "delays": delays_json(report.delays),
         "settings": report.settings,
         "results": [
             {
                 "mode": item.mode,
-                "rng_tasks": item.rng_tasks,
-                "workers": item.workers,
-                "hashes_per_second": item.stats.mean,
-                "stdev": item.stats.stdev,
-                "min": item.stats.minimum,
-                "max": item.stats.maximum,
-                "p10": item.stats.p10,
-                "p90": item.stats.p90,
-                "seconds": item.stats.seconds,
-                "samples": [[s.now, s.hashes] for s in item.samples],
-                "ceiling": _finite(item.ceiling),
+                **measurement_json(item),
                 "measured_over_ceiling": item.ratio,
-                "rng_rates": None
-                if item.rng_rates is None
-                else [
-                    {"label": rate.label, "instance": rate.instance, "rate": rate.rate}
-                    for rate in item.rng_rates
-                ],
-                "rng_rates_window": item.rng_window,
-                "rng_sum_over_hash_rate": item.rng_sum_ratio,
                 "rng_sum_within_tolerance": item.rng_sum_agrees,
             }
             for item in report.measurements

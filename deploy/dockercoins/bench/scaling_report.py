@@ -11,7 +11,14 @@ from typing import Any
 from dockercoins import ui
 from dockercoins.bench import plot as bench_plot
 from dockercoins.bench.lab_cpu import DAEMONS
-from dockercoins.bench.report import _finite, _num, rng_rates_cell, rng_sum_cell
+from dockercoins.bench.report import (
+    _finite,
+    _num,
+    delays_json,
+    measurement_json,
+    rng_rates_cell,
+    rng_sum_cell,
+)
 from dockercoins.bench.scaling import ScalingPoint, ScalingReport, likely_limit
 from dockercoins.errors import UserError
 
@@ -128,13 +135,7 @@ def to_json(report: ScalingReport) -> dict[str, Any]:
         "headroom": report.headroom,
         "target": report.target,
         "nodes": report.nodes,
-        "delays": {
-            "worker": report.delays.worker,
-            "rng": report.delays.rng,
-            "hasher": report.delays.hasher,
-            "rng_concurrency": report.delays.rng_concurrency,
-            "worker_concurrency": report.delays.worker_concurrency,
-        },
+        "delays": delays_json(report.delays),
         "settings": report.settings,
         "results": [_point_json(point, report) for point in report.points],
     }
@@ -146,30 +147,12 @@ def _point_json(point: ScalingPoint, report: ScalingReport) -> dict[str, Any]:
     return {
         "k": point.k,
         "rng_nodes": list(point.nodes),
-        "rng_tasks": item.rng_tasks,
-        "workers": item.workers,
-        "hashes_per_second": item.stats.mean,
-        "stdev": item.stats.stdev,
-        "min": item.stats.minimum,
-        "max": item.stats.maximum,
-        "p10": item.stats.p10,
-        "p90": item.stats.p90,
-        "seconds": item.stats.seconds,
-        "samples": [[s.now, s.hashes] for s in item.samples],
+        **measurement_json(item),
         "rng_ceiling": _finite(point.rng_ceiling),
         "worker_ceiling": _finite(point.worker_ceiling),
-        "ceiling": _finite(item.ceiling),
         "measured_over_rng_ceiling": point.ratio,
         "meets_target": point.meets(report.target),
         "likely_limit": likely_limit(point, report.target, report.delays) or None,
-        "rng_rates": None
-        if item.rng_rates is None
-        else [
-            {"label": rate.label, "instance": rate.instance, "rate": rate.rate}
-            for rate in item.rng_rates
-        ],
-        "rng_rates_window": item.rng_window,
-        "rng_sum_over_hash_rate": item.rng_sum_ratio,
         "upstream_latency_seconds": point.latency,
         "cpu": None
         if cpu is None

@@ -10,7 +10,7 @@ import argparse
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dockercoins.bench.report import JSON_FILE, PNG_FILE, TABLE_FILE
 from dockercoins.cli.common import Subparsers, int_between, seconds_between
@@ -149,6 +149,105 @@ def _pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- options the swarm benchmarks share -------------------------------------------------------
+
+
+def _add_sampling_options(
+    parser: argparse.ArgumentParser,
+    *,
+    window_note: str,
+    prometheus_what: str,
+    prometheus_note: str,
+    timeout_what: str,
+    files: tuple[str, str, str],
+) -> None:
+    """--warmup, --interval, --window, --webui, --prometheus, --timeout and --out: how a
+    swarm benchmark reads /json and Prometheus, and where it writes."""
+    parser.add_argument(
+        "--warmup",
+        type=seconds_between(0.0),
+        default=10.0,
+        help="seconds waited after the tasks run, before measuring (10)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=seconds_between(0.1),
+        default=1.0,
+        help="seconds between /json reads (1)",
+    )
+    parser.add_argument(
+        "--window",
+        type=seconds_between(0.1),
+        default=3.0,
+        help=f"seconds per window for the spread of the rate (3{window_note})",
+    )
+    parser.add_argument(
+        "--webui",
+        type=_local_url,
+        default=None,
+        metavar="URL",
+        help="the web UI to read /json from (default: "
+        f"http://127.0.0.1:{WEBUI_PUBLISHED_PORT}, then the lab's nodes); loopback or lab "
+        "addresses only",
+    )
+    parser.add_argument(
+        "--prometheus",
+        type=_local_url,
+        default=None,
+        metavar="URL",
+        help=f"the Prometheus to ask for {prometheus_what} (default: "
+        f"http://127.0.0.1:{PROMETHEUS_PORT}, then the lab's nodes{prometheus_note}); "
+        "loopback or lab addresses only",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=seconds_between(5.0),
+        default=180.0,
+        help=f"seconds allowed for each change of {timeout_what} to converge (180)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results"),
+        help=f"directory for {files[0]}, {files[1]} and {files[2]} (./bench-results)",
+    )
+
+
+def _check_sampling(args: argparse.Namespace, shortest: float) -> None:
+    """UserError when /json reads do not fit the windows or the shortest measurement."""
+    from dockercoins.errors import UserError
+
+    if args.interval > args.window:
+        raise UserError(f"--interval {args.interval:g} must not exceed --window {args.window:g}")
+    if shortest < 2 * args.interval:
+        raise UserError("--duration must cover at least two /json reads (2 x --interval)")
+
+
+def _url(text: str | None) -> str | None:
+    return text.rstrip("/") if text else None
+
+
+def _url_words(webui: str | None, prometheus: str | None) -> list[str]:
+    """--webui and --prometheus as given, for a repeatable command line."""
+    return [
+        *(["--webui", webui] if webui else []),
+        *(["--prometheus", prometheus] if prometheus else []),
+    ]
+
+
+def _on_the_manager(run: Callable[[Any], None]) -> int:
+    """`run(client)` with one client of the swarm's manager for every step (restore
+    included), after a warning about nodes that are not ready."""
+    from dockercoins.swarm.connect import connect_manager, manager_errors
+    from dockercoins.swarm.read import nodes, warn_unready_nodes
+
+    with manager_errors():
+        client = connect_manager()
+        warn_unready_nodes(nodes(client))
+        run(client)
+    return 0
+
+
 # --- bench rng-modes --------------------------------------------------------------------------
 
 
@@ -185,54 +284,14 @@ def _register_rng_modes(subparsers: Subparsers) -> None:
         default=None,
         help="seconds measured for the main run (--workers) in each mode (--duration)",
     )
-    parser.add_argument(
-        "--warmup",
-        type=seconds_between(0.0),
-        default=10.0,
-        help="seconds waited after the tasks run, before measuring (10)",
-    )
-    parser.add_argument(
-        "--interval",
-        type=seconds_between(0.1),
-        default=1.0,
-        help="seconds between /json reads (1)",
-    )
-    parser.add_argument(
-        "--window",
-        type=seconds_between(0.1),
-        default=3.0,
-        help="seconds per window for the spread of the rate (3; worker counters flush "
-        "about once a second, so 1-second rates are mostly noise)",
-    )
-    parser.add_argument(
-        "--webui",
-        type=_local_url,
-        default=None,
-        metavar="URL",
-        help="the web UI to read /json from (default: "
-        f"http://127.0.0.1:{WEBUI_PUBLISHED_PORT}, then the lab's "
-        "nodes); loopback or lab addresses only",
-    )
-    parser.add_argument(
-        "--prometheus",
-        type=_local_url,
-        default=None,
-        metavar="URL",
-        help="the Prometheus to ask for each rng task's answers/s (default: "
-        f"http://127.0.0.1:{PROMETHEUS_PORT}, then the lab's nodes; without one the "
-        "benchmark runs and leaves those columns empty); loopback or lab addresses only",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=seconds_between(5.0),
-        default=180.0,
-        help="seconds allowed for each change of scale or mode to converge (180)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("bench-results"),
-        help=f"directory for {TABLE_FILE}, {JSON_FILE} and {PNG_FILE} (./bench-results)",
+    _add_sampling_options(
+        parser,
+        window_note="; worker counters flush about once a second, so 1-second rates are "
+        "mostly noise",
+        prometheus_what="each rng task's answers/s",
+        prometheus_note="; without one the benchmark runs and leaves those columns empty",
+        timeout_what="scale or mode",
+        files=(TABLE_FILE, JSON_FILE, PNG_FILE),
     )
     parser.set_defaults(func=_rng_modes)
 
@@ -240,13 +299,9 @@ def _register_rng_modes(subparsers: Subparsers) -> None:
 def rng_modes_options(args: argparse.Namespace) -> Options:
     """The checked run; UserError when options disagree with each other."""
     from dockercoins.bench.rng_modes import Options
-    from dockercoins.errors import UserError
 
     main_duration = args.duration if args.main_duration is None else args.main_duration
-    if args.interval > args.window:
-        raise UserError(f"--interval {args.interval:g} must not exceed --window {args.window:g}")
-    if min(args.duration, main_duration) < 2 * args.interval:
-        raise UserError("--duration must cover at least two /json reads (2 x --interval)")
+    _check_sampling(args, min(args.duration, main_duration))
     return Options(
         workers=args.workers,
         counts=tuple(sorted({*args.sweep, args.workers})),
@@ -257,8 +312,8 @@ def rng_modes_options(args: argparse.Namespace) -> Options:
         window=args.window,
         timeout=args.timeout,
         out=args.out,
-        webui=args.webui.rstrip("/") if args.webui else None,
-        prometheus=args.prometheus.rstrip("/") if args.prometheus else None,
+        webui=_url(args.webui),
+        prometheus=_url(args.prometheus),
     )
 
 
@@ -275,24 +330,16 @@ def rng_modes_command_line(options: Options) -> str:
         "--window", f"{options.window:g}",
         "--out", str(options.out),
     ]  # fmt: skip
-    if options.webui:
-        words += ["--webui", options.webui]
-    if options.prometheus:
-        words += ["--prometheus", options.prometheus]
-    return shlex.join(words)
+    return shlex.join(words + _url_words(options.webui, options.prometheus))
 
 
 def _rng_modes(args: argparse.Namespace) -> int:
     from dockercoins.bench import rng_modes
-    from dockercoins.swarm.connect import connect_manager, manager_errors
-    from dockercoins.swarm.read import nodes, warn_unready_nodes
 
     options = rng_modes_options(args)
-    with manager_errors():
-        client = connect_manager()  # one client for every step, restore included
-        warn_unready_nodes(nodes(client))
-        rng_modes.run(client, options, rng_modes_command_line(options))
-    return 0
+    return _on_the_manager(
+        lambda client: rng_modes.run(client, options, rng_modes_command_line(options))
+    )
 
 
 # --- bench scaling ----------------------------------------------------------------------------
@@ -362,57 +409,18 @@ def _register_scaling(subparsers: Subparsers) -> None:
         "--duration", type=seconds_between(1.0), default=30.0, help="seconds measured per k (30)"
     )
     parser.add_argument(
-        "--warmup",
-        type=seconds_between(0.0),
-        default=10.0,
-        help="seconds waited after the tasks run, before measuring (10)",
-    )
-    parser.add_argument(
-        "--interval",
-        type=seconds_between(0.1),
-        default=1.0,
-        help="seconds between /json reads (1)",
-    )
-    parser.add_argument(
-        "--window",
-        type=seconds_between(0.1),
-        default=3.0,
-        help="seconds per window for the spread of the rate (3)",
-    )
-    parser.add_argument(
         "--target",
         type=_float_between(0.0, 1.0),
         default=TARGET,
         help=f"the share of the ceiling each k should reach, reported per k ({TARGET:g})",
     )
-    parser.add_argument(
-        "--webui",
-        type=_local_url,
-        default=None,
-        metavar="URL",
-        help="the web UI to read /json from (default: "
-        f"http://127.0.0.1:{WEBUI_PUBLISHED_PORT}, then the lab's nodes); loopback or lab "
-        "addresses only",
-    )
-    parser.add_argument(
-        "--prometheus",
-        type=_local_url,
-        default=None,
-        metavar="URL",
-        help="the Prometheus to ask for each rng task's answers/s and the workers' latencies "
-        f"(default: http://127.0.0.1:{PROMETHEUS_PORT}, then the lab's nodes; optional)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=seconds_between(5.0),
-        default=180.0,
-        help="seconds allowed for each change of labels or scale to converge (180)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("bench-results"),
-        help=f"directory for {S_TABLE}, {S_JSON} and {S_PNG} (./bench-results)",
+    _add_sampling_options(
+        parser,
+        window_note="",
+        prometheus_what="each rng task's answers/s and the workers' latencies",
+        prometheus_note="; optional",
+        timeout_what="labels or scale",
+        files=(S_TABLE, S_JSON, S_PNG),
     )
     parser.set_defaults(func=_scaling)
 
@@ -420,12 +428,8 @@ def _register_scaling(subparsers: Subparsers) -> None:
 def scaling_options(args: argparse.Namespace) -> ScalingOptions:
     """The checked run; UserError when options disagree with each other."""
     from dockercoins.bench.scaling import Options as Checked
-    from dockercoins.errors import UserError
 
-    if args.interval > args.window:
-        raise UserError(f"--interval {args.interval:g} must not exceed --window {args.window:g}")
-    if args.duration < 2 * args.interval:
-        raise UserError("--duration must cover at least two /json reads (2 x --interval)")
+    _check_sampling(args, args.duration)
     return Checked(
         ks=tuple(args.rng_nodes),
         headroom=args.headroom,
@@ -435,8 +439,8 @@ def scaling_options(args: argparse.Namespace) -> ScalingOptions:
         window=args.window,
         timeout=args.timeout,
         out=args.out,
-        webui=args.webui.rstrip("/") if args.webui else None,
-        prometheus=args.prometheus.rstrip("/") if args.prometheus else None,
+        webui=_url(args.webui),
+        prometheus=_url(args.prometheus),
         target=args.target,
     )
 
@@ -454,21 +458,13 @@ def scaling_command_line(options: ScalingOptions) -> str:
         "--target", f"{options.target:g}",
         "--out", str(options.out),
     ]  # fmt: skip
-    if options.webui:
-        words += ["--webui", options.webui]
-    if options.prometheus:
-        words += ["--prometheus", options.prometheus]
-    return shlex.join(words)
+    return shlex.join(words + _url_words(options.webui, options.prometheus))
 
 
 def _scaling(args: argparse.Namespace) -> int:
     from dockercoins.bench import scaling
-    from dockercoins.swarm.connect import connect_manager, manager_errors
-    from dockercoins.swarm.read import nodes, warn_unready_nodes
 
     options = scaling_options(args)
-    with manager_errors():
-        client = connect_manager()  # one client for every step, restore included
-        warn_unready_nodes(nodes(client))
-        scaling.run(client, options, scaling_command_line(options))
-    return 0
+    return _on_the_manager(
+        lambda client: scaling.run(client, options, scaling_command_line(options))
+    )
