@@ -10,8 +10,9 @@ comes back, redis comes back on its node, and `dockercoins verify` finds nothing
 nothing counted twice. The numbers (lost, twice, seconds until mining was back) are
 printed for the table in docs/swarm.md, not asserted.
 
-Both tests are disruptive, and disruptive tests run last in file order: this file's name
-puts it before test_lab_faults.py, whose last test takes the lab down."""
+Both tests are disruptive, and disruptive tests run last in file order: this module comes
+after test_updates.py's (whose deployment, redis on the last node, it keeps) and before
+test_lab_faults.py's."""
 
 from __future__ import annotations
 
@@ -21,15 +22,13 @@ from typing import Any
 
 import pytest
 from dockercoins.lab.state import LabState
-from dockercoins.swarm.specs import REDIS_NODE_LABEL
 
 from tests.support.lab import cli, ok
 from tests.support.mining import (
     BACK_TIMEOUT,
-    OURS,
     Sampler,
     docker_cli,
-    labelled_nodes,
+    redis_on,
     result,
     running,
     verify,
@@ -60,28 +59,13 @@ def record(fault: str, counts: tuple[int, int], back: float, redis_running: floa
 
 @pytest.fixture(scope="module")
 def redis_node(lab: LabState, manager: Any) -> Iterator[str]:
-    """DockerCoins mining with redis on the lab's last node (not the manager); deployed
-    here unless it already runs that way, and then taken down again afterwards."""
+    """DockerCoins mining with redis on the lab's last node (not the manager): the earlier
+    module's deployment when redis runs there, else deployed here; left deployed for the
+    modules after this one."""
     target = lab.nodes[-1].name
     assert target != lab.manager.name
-    deployed = {service.name for service in manager.services.list()} & OURS
-    on_target = [hostname(manager, node.id) for node in labelled_nodes(manager)] == [target]
-    reuse = deployed == OURS and on_target
     try:
-        if not reuse:
-            if deployed:
-                ok(cli(lab, "down", "--timeout", "120"))
-            for node in labelled_nodes(manager):  # the data of earlier tests' deploys
-                spec = dict(node.attrs["Spec"])
-                spec["Labels"] = {
-                    key: value
-                    for key, value in (spec.get("Labels") or {}).items()
-                    if key != REDIS_NODE_LABEL
-                }
-                node.update(spec)
-            ok(cli(lab, "ship"))
-            deploy = ["deploy", "--redis-node", target, "--workers", str(WORKERS)]
-            ok(cli(lab, *deploy, "--timeout", "240"))
+        redis_on(lab, manager, target, WORKERS)
         wait_mining()
         yield target
     finally:
@@ -89,8 +73,6 @@ def redis_node(lab: LabState, manager: Any) -> Iterator[str]:
             print("fault | hashes lost | counted twice | redis running (s) | mining back (s)")
             for fault, lost, twice, back, redis_s in RESULTS:
                 print(f"{fault} | {lost} | {twice} | {redis_s:.1f} | {back:.1f}")
-        if not reuse:
-            cli(lab, "down", "--timeout", "120")
 
 
 def test_redis_restarted_by_the_swarm_keeps_the_counter(

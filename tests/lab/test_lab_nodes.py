@@ -32,7 +32,6 @@ from typing import Any
 import pytest
 from dockercoins.dockerapi import connect
 from dockercoins.lab.state import LabState
-from dockercoins.swarm.specs import REDIS_NODE_LABEL
 
 from tests.support.lab import cli, ok
 from tests.support.mining import (
@@ -40,7 +39,7 @@ from tests.support.mining import (
     OURS,
     Sampler,
     docker_cli,
-    labelled_nodes,
+    redis_on,
     result,
     running,
     verify,
@@ -218,20 +217,12 @@ def _nodes(lab: LabState) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def mining(lab: LabState, manager: Any) -> Iterator[str]:
     """DockerCoins mining with WORKERS workers, rng global and redis on the lab's last node
-    (deployed here, taken down afterwards); yields redis's node."""
+    (the earlier modules' deployment when redis runs there), taken down afterwards; yields
+    redis's node."""
     target = lab.nodes[-1].name
-    deployed = {service.name for service in manager.services.list()} & OURS
     try:
-        if deployed:
-            ok(cli(lab, "down", "--timeout", "120"))
-        for node in labelled_nodes(manager):  # an earlier deploy's choice
-            spec = dict(node.attrs["Spec"])
-            labels = spec.get("Labels") or {}
-            spec["Labels"] = {k: v for k, v in labels.items() if k != REDIS_NODE_LABEL}
-            node.update(spec)
-        ok(cli(lab, "ship"))
-        deploy = ["deploy", "--redis-node", target, "--workers", str(WORKERS)]
-        ok(cli(lab, *deploy, "--timeout", "240"))
+        redis_on(lab, manager, target, WORKERS)
+        ok(cli(lab, "scale", f"worker={WORKERS}", "--timeout", "240"))
         ok(cli(lab, "rng-mode", "global", "--timeout", "240"))
         wait_mining()
         yield target

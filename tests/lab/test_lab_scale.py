@@ -25,17 +25,12 @@ SHORT = ["--rng-nodes", "1,2", "--duration", "6", "--warmup", "3", "--timeout", 
 
 @pytest.fixture(scope="module")
 def dockercoins(lab: LabState, manager: Any) -> Iterator[None]:
-    """DockerCoins deployed on the lab (ship + deploy, both idempotent); taken down again
-    afterwards only if this module deployed it."""
-    was_deployed = {s.name for s in manager.services.list()} >= set(OURS)
-    try:
-        if not was_deployed:
-            ok(cli(lab, "ship"))
-            ok(cli(lab, "deploy", "--timeout", "240"))
-        yield
-    finally:
-        if not was_deployed:
-            cli(lab, "down", "--timeout", "120")
+    """DockerCoins deployed on the lab (ship + deploy when it is not); left deployed for
+    the next module (test_metrics.py uses it as it is)."""
+    if not {s.name for s in manager.services.list()} >= set(OURS):
+        ok(cli(lab, "ship"))
+        ok(cli(lab, "deploy", "--timeout", "240"))
+    yield
 
 
 def rng_and_worker(client: Any) -> tuple[dict[str, Any], list[str], int]:

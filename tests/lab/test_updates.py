@@ -25,11 +25,11 @@ import pytest
 from dockercoins.lab.state import LabState
 from dockercoins.swarm.update import retagged
 
-from tests.support.lab import cli, ok
+from tests.support.lab import cli
 from tests.support.mining import (
-    OURS,
     Sampler,
     docker_cli,
+    redis_on,
     result,
     running,
     wait_mining,
@@ -69,21 +69,11 @@ def image_of(client: Any, service: str) -> str:
 
 @pytest.fixture(scope="module")
 def mining(lab: LabState, manager: Any) -> Iterator[None]:
-    """DockerCoins mining on the lab: the deployed services when there are, else shipped
-    and deployed here (and taken down after the module)."""
-    deployed = {service.name for service in manager.services.list()} & OURS
-    reuse = deployed == OURS
-    try:
-        if not reuse:
-            if deployed:
-                ok(cli(lab, "down", "--timeout", "120"))
-            ok(cli(lab, "ship"))
-            ok(cli(lab, "deploy", "--workers", str(WORKERS), "--timeout", "240"))
-        wait_mining()
-        yield
-    finally:
-        if not reuse:
-            cli(lab, "down", "--timeout", "120")
+    """DockerCoins mining on the lab with redis on its last node (as the modules after this
+    one want it: tests/support/mining.py redis_on), left deployed for them."""
+    redis_on(lab, manager, lab.nodes[-1].name, WORKERS)
+    wait_mining()
+    yield
 
 
 def test_hasher_moved_to_port_81_by_hand_is_rolled_back_by_the_swarm(

@@ -20,7 +20,7 @@ from dockercoins.paths import REPO_ROOT
 from dockercoins.swarm.specs import REDIS_NODE_LABEL
 from dockercoins.swarm.verify import reports_query
 
-from tests.support.lab import cli, lab_env
+from tests.support.lab import cli, lab_env, ok
 from tests.support.servers import wait_for
 
 WEBUI = "http://127.0.0.1:8000"
@@ -156,6 +156,27 @@ def labelled_nodes(client: Any) -> list[Any]:
         for node in client.nodes.list()
         if (node.attrs["Spec"].get("Labels") or {}).get(REDIS_NODE_LABEL) == "true"
     ]
+
+
+def redis_on(lab: LabState, manager: Any, target: str, workers: int) -> None:
+    """DockerCoins deployed with redis pinned to node `target`: kept as it runs when it
+    already runs so (the modules that disturb a mining lab follow each other and share it),
+    else taken down, the earlier deploys' redis label removed, shipped and deployed with
+    `workers` workers. Left deployed: the session's `lab down` ends it."""
+    deployed = {service.name for service in manager.services.list()} & OURS
+    labelled = [str(node.attrs["Description"]["Hostname"]) for node in labelled_nodes(manager)]
+    if deployed == OURS and labelled == [target]:
+        return
+    if deployed:
+        ok(cli(lab, "down", "--timeout", "120"))
+    for node in labelled_nodes(manager):  # the data of earlier tests' deploys
+        spec = dict(node.attrs["Spec"])
+        labels = spec.get("Labels") or {}
+        spec["Labels"] = {key: value for key, value in labels.items() if key != REDIS_NODE_LABEL}
+        node.update(spec)
+    ok(cli(lab, "ship"))
+    deploy = ["deploy", "--redis-node", target, "--workers", str(workers), "--timeout", "240"]
+    ok(cli(lab, *deploy))
 
 
 def wait_mining(timeout: float = 180.0) -> None:
