@@ -10,7 +10,7 @@ import argparse
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dockercoins.bench.report import JSON_FILE, PNG_FILE, TABLE_FILE
 from dockercoins.cli.common import Subparsers, int_between, seconds_between
@@ -227,12 +227,37 @@ def _url(text: str | None) -> str | None:
     return text.rstrip("/") if text else None
 
 
-def _url_words(webui: str | None, prometheus: str | None) -> list[str]:
-    """--webui and --prometheus as given, for a repeatable command line."""
-    return [
-        *(["--webui", webui] if webui else []),
-        *(["--prometheus", prometheus] if prometheus else []),
-    ]
+class _Sampling(Protocol):
+    """What both benchmarks' options have (read-only: they are frozen dataclasses)."""
+
+    @property
+    def warmup(self) -> float: ...
+    @property
+    def interval(self) -> float: ...
+    @property
+    def window(self) -> float: ...
+    @property
+    def out(self) -> Path: ...
+    @property
+    def webui(self) -> str | None: ...
+    @property
+    def prometheus(self) -> str | None: ...
+
+
+def _sampling_words(options: _Sampling) -> list[str]:
+    """The options _add_sampling_options declares, as given, for a repeatable command
+    line (--timeout is left out, as before: it bounds waits, not what is measured)."""
+    words = [
+        "--warmup", f"{options.warmup:g}",
+        "--interval", f"{options.interval:g}",
+        "--window", f"{options.window:g}",
+        "--out", str(options.out),
+    ]  # fmt: skip
+    if options.webui:
+        words += ["--webui", options.webui]
+    if options.prometheus:
+        words += ["--prometheus", options.prometheus]
+    return words
 
 
 def _on_the_manager(run: Callable[[Any], None]) -> int:
@@ -325,12 +350,8 @@ def rng_modes_command_line(options: Options) -> str:
         "--sweep", ",".join(map(str, options.counts)),
         "--duration", f"{options.duration:g}",
         "--main-duration", f"{options.main_duration:g}",
-        "--warmup", f"{options.warmup:g}",
-        "--interval", f"{options.interval:g}",
-        "--window", f"{options.window:g}",
-        "--out", str(options.out),
     ]  # fmt: skip
-    return shlex.join(words + _url_words(options.webui, options.prometheus))
+    return shlex.join(words + _sampling_words(options))
 
 
 def _rng_modes(args: argparse.Namespace) -> int:
@@ -452,13 +473,9 @@ def scaling_command_line(options: ScalingOptions) -> str:
         "--rng-nodes", ",".join(map(str, options.ks)),
         "--headroom", f"{options.headroom:g}",
         "--duration", f"{options.duration:g}",
-        "--warmup", f"{options.warmup:g}",
-        "--interval", f"{options.interval:g}",
-        "--window", f"{options.window:g}",
         "--target", f"{options.target:g}",
-        "--out", str(options.out),
     ]  # fmt: skip
-    return shlex.join(words + _url_words(options.webui, options.prometheus))
+    return shlex.join(words + _sampling_words(options))
 
 
 def _scaling(args: argparse.Namespace) -> int:
