@@ -34,6 +34,9 @@ if [ -z "${DOCKER_HOST:-}" ]; then
   echo "lab.sh: 'dockercoins lab up' printed no DOCKER_HOST: see its output above" >&2
   exit 1
 fi
+# the lab's registry wants a login (TLS, a user and password `lab up` made): the docker CLI
+# stores it, and push and deploy use it
+docker login "$REGISTRY" -u "$REGISTRY_USER" --password-stdin < "$REGISTRY_PASSWORD_FILE"
 done_step "lab up"
 
 "$DC" ship

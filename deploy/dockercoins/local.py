@@ -5,6 +5,11 @@ runs). Every child gets its own session, so a Ctrl-C in the terminal reaches onl
 process, which then stops the children in order (the worker first, so it can write what
 it owes to Redis, Redis last), and each child is also told by the kernel to stop if this
 process dies without cleaning up (Linux parent-death signal).
+
+`dockercoins local` puts Redis behind a random password, like `deploy` does: a file
+`redis_password` (mode 0600) in its working directory, given to redis-server through the
+redis image's own start script (the password on its standard input, never on a command line)
+and to the worker and webui as REDIS_PASSWORD_FILE. The file goes with the directory on exit.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,10 +34,13 @@ from typing import IO
 from dockercoins.errors import UserError
 from dockercoins.host.ports import LOOPBACK, accepts, free_port, port_free
 from dockercoins.host.processes import wait_ready
+from dockercoins.images.kinds import REDIS_FILES_DIR, REDIS_START
 from dockercoins.names import METRICS_PATH, WEBUI_PUBLISHED_PORT
 from dockercoins.paths import SERVICES_DIR
 
 START_TIMEOUT = 20.0
+PASSWORD_FILE = "redis_password"  # in the working directory
+PASSWORD_BYTES = 32  # of randomness: 43 URL-safe characters
 STOP_TIMEOUT = 5.0
 _PR_SET_PDEATHSIG = 1
 
@@ -63,6 +72,15 @@ def redis_server_command(binary: str, port: int, workdir: Path) -> list[str]:
         "--loglevel",
         "warning",
     ]
+
+
+def write_password_file(path: Path) -> Path:
+    """A new random Redis password (secrets.token_urlsafe: letters, digits, - and _, which
+    the start script takes) in a file only its owner reads; the file must not exist yet."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_urlsafe(PASSWORD_BYTES) + "\n")
+    return path
 
 
 class PortInUse(UserError):
@@ -144,9 +162,15 @@ class Stack:
         self.children.append(child)
         return child
 
-    def start_redis(self, port: int) -> Child:
+    def start_redis(self, port: int, password_file: Path | None = None) -> Child:
+        """redis-server on LOOPBACK:`port`; with `password_file`, started by the redis
+        image's start script, which makes it require that password."""
         argv = redis_server_command(redis_server_binary(), port, self.workdir)
-        child = self._spawn("redis", argv, port, self.workdir, dict(os.environ))
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_PASSWORD_FILE"}
+        if password_file is not None:
+            argv = [str(REDIS_FILES_DIR / REDIS_START), *argv]
+            env["REDIS_PASSWORD_FILE"] = str(password_file)
+        child = self._spawn("redis", argv, port, self.workdir, env)
         self._wait(child, lambda: accepts(LOOPBACK, port, 0.2))
         return child
 
@@ -246,18 +270,24 @@ def run_local(ports: LocalPorts, info: Callable[[str], None], result: Callable[[
         redis_url = f"redis://{LOOPBACK}:{redis_port}/0"
         worker_metrics_port = free_port()
         info(f"working directory {workdir}")
+        password_file = write_password_file(workdir / PASSWORD_FILE)
+        info(
+            f"redis password in {password_file} (for redis-cli: "
+            f"REDISCLI_AUTH=$(cat {password_file}) redis-cli -p {redis_port})"
+        )
+        redis_env = {"REDIS_URL": redis_url, "REDIS_PASSWORD_FILE": str(password_file)}
         worker_env = {
             "RNG_URL": f"http://{LOOPBACK}:{ports.rng}/32",
             "HASHER_URL": f"http://{LOOPBACK}:{ports.hasher}/",
-            "REDIS_URL": redis_url,
+            **redis_env,
             "WORKER_HEARTBEAT": str(workdir / "worker-heartbeat"),
             "WORKER_METRICS_PORT": str(worker_metrics_port),
         }
         started = [
-            stack.start_redis(redis_port),
+            stack.start_redis(redis_port, password_file),
             stack.start_service("hasher", ports.hasher, {}),
             stack.start_service("rng", ports.rng, {}),
-            stack.start_service("webui", ports.webui, {"REDIS_URL": redis_url}),
+            stack.start_service("webui", ports.webui, redis_env),
             stack.start_service("worker", worker_metrics_port, worker_env),
         ]
         for child in started:

@@ -11,8 +11,9 @@ GET /rng-rates answers rng's answers per second per instance as Prometheus sees 
 page and its assets (the vendored chart library too) are static files from ./static.
 
 Settings (environment, read and checked in webui_settings.py): HOST (0.0.0.0), PORT (80),
-REDIS_URL (redis://redis:6379/0), REDIS_TIMEOUT (1.0 s, connect and reply), LOG_LEVEL (INFO),
-ACCESS_LOG (0), METRICS (1), PROMETHEUS_URL (unset), DOCKERCOINS_NODE (unset).
+REDIS_URL (redis://redis:6379/0), REDIS_PASSWORD_FILE (empty: no password; a file holding
+it, read once at start, never logged), REDIS_TIMEOUT (1.0 s, connect and reply), LOG_LEVEL
+(INFO), ACCESS_LOG (0), METRICS (1), PROMETHEUS_URL (unset), DOCKERCOINS_NODE (unset).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from webui_metrics import MetricsMiddleware, WebuiMetrics
 from webui_rates import NOT_CONFIGURED, RatesError, answer, query_rates
-from webui_settings import Settings, redacted_url
+from webui_settings import Settings, redacted_url, redis_password
 
 log = logging.getLogger("webui")
 
@@ -150,7 +151,9 @@ async def read_ledger(redis: Redis, within: float) -> dict[str, Any]:
     return parse_ledger(raw_hashes, seqs, counts)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, redis_password: str | None = None) -> FastAPI:
+    """The app; `redis_password` (read from REDIS_PASSWORD_FILE) authenticates every
+    connection to Redis."""
     health = Health("redis unreachable: %s", "redis reachable again")
     rates_health = Health("rng rates unavailable: %s", "rng rates available again")
 
@@ -160,6 +163,7 @@ def create_app(settings: Settings) -> FastAPI:
         # `turns` below keeps the reads in flight within the pool's size.
         app.state.redis = Redis.from_url(
             settings.redis_url,
+            password=redis_password,
             max_connections=REDIS_MAX_CONNECTIONS,
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=settings.redis_timeout,
@@ -240,22 +244,24 @@ def create_app(settings: Settings) -> FastAPI:
 def main() -> int:
     try:
         settings = Settings.from_env()
+        password = redis_password(settings)
     except ValueError as exc:
         logging.basicConfig(format=LOG_FORMAT)
         log.error("bad setting: %s", exc)
         return 2
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     log.info(
-        "webui starting on %s:%d: redis %s (timeout %.2f s), prometheus %s, metrics %s",
+        "webui starting on %s:%d: redis %s (%s, timeout %.2f s), prometheus %s, metrics %s",
         settings.host,
         settings.port,
         redacted_url(settings.redis_url),
+        "password from REDIS_PASSWORD_FILE" if password is not None else "no password",
         settings.redis_timeout,
         redacted_url(settings.prometheus_url) if settings.prometheus_url else "not configured",
         "on" if settings.metrics else "off",
     )
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, password),
         host=settings.host,
         port=settings.port,
         loop="uvloop",

@@ -1,9 +1,11 @@
 """webui's settings: every environment variable it reads, read and checked in one place.
 
-HOST (0.0.0.0), PORT (80), REDIS_URL (redis://redis:6379/0), REDIS_TIMEOUT (1.0 s, connect
-and reply), LOG_LEVEL (INFO), ACCESS_LOG (0), METRICS (1: serve /metrics), PROMETHEUS_URL
-(unset: /rng-rates answers that Prometheus is not configured), DOCKERCOINS_NODE (the node's
-name for the metrics' instance label; the swarm sets it).
+HOST (0.0.0.0), PORT (80), REDIS_URL (redis://redis:6379/0), REDIS_PASSWORD_FILE (empty: no
+password; else a file holding Redis's password, e.g. a secret in /run/secrets, read once at
+start by redis_password below), REDIS_TIMEOUT (1.0 s, connect and reply), LOG_LEVEL (INFO),
+ACCESS_LOG (0), METRICS (1: serve /metrics), PROMETHEUS_URL (unset: /rng-rates answers that
+Prometheus is not configured), DOCKERCOINS_NODE (the node's name for the metrics' instance
+label; the swarm sets it).
 
 Rules, the same in all four services: a value is trimmed and an empty one means the default;
 whole numbers are ASCII digits only (no sign, '_', point or exponent, at most 18 digits);
@@ -192,9 +194,36 @@ class Settings(ServiceSettings):
     host: str = Field(default="0.0.0.0", alias="HOST")
     port: Whole = Field(default=80, alias="PORT", ge=1, le=65535)
     redis_url: RedisUrl = Field(default="redis://redis:6379/0", alias="REDIS_URL")
+    redis_password_file: str | None = Field(default=None, alias="REDIS_PASSWORD_FILE")
     redis_timeout: Decimal = Field(default=1.0, alias="REDIS_TIMEOUT", ge=0.01)
     log_level: LogLevel = Field(default="INFO", alias="LOG_LEVEL")
     access_log: Flag = Field(default=False, alias="ACCESS_LOG")
     metrics: Flag = Field(default=True, alias="METRICS")
     prometheus_url: HttpUrl | None = Field(default=None, alias="PROMETHEUS_URL")
     node: str | None = Field(default=None, alias="DOCKERCOINS_NODE")
+
+
+def redis_password(settings: Settings) -> str | None:
+    """The password in the file REDIS_PASSWORD_FILE names (one trailing newline dropped, as
+    `echo` writes it), read once at start; None when the variable is empty. SettingsError,
+    one line naming the variable and never the password, when the file cannot be read,
+    holds no password, or REDIS_URL carries a password too."""
+    path = settings.redis_password_file
+    if not path:
+        return None
+    where = f"REDIS_PASSWORD_FILE={path!r}"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as error:
+        raise SettingsError(f"{where} cannot be read: {error.strerror or error}") from None
+    try:
+        password = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{where} must hold UTF-8 text") from None
+    password = password.removesuffix("\n")
+    if not password:
+        raise SettingsError(f"{where} holds no password (an empty file)")
+    if urlsplit(settings.redis_url).password is not None:
+        raise SettingsError(f"{where} and a password in REDIS_URL: give only one")
+    return password

@@ -45,6 +45,10 @@ Settings (environment, read and checked in worker_settings.py):
     RNG_URL                 http://rng/32
     HASHER_URL              http://hasher/
     REDIS_URL               redis://redis:6379/0
+    REDIS_PASSWORD_FILE     (empty)  a file holding Redis's password (a swarm or compose
+                                  secret, /run/secrets/...), read once at start, one trailing
+                                  newline dropped; empty: no password. The password itself is
+                                  never logged nor shown in /metrics
     WORKER_DELAY            0.1   seconds slept at the start of each loop
     WORKER_CONCURRENCY      1     loops in this process
     WORKER_FLUSH_INTERVAL   1.0   seconds between writes to Redis
@@ -90,7 +94,7 @@ from worker_ledger import Ledger
 from worker_metrics import MiningState, WorkerMetrics, serve
 from worker_outage import Outage
 from worker_redis import FlushScript, connect
-from worker_settings import BACKOFF_START, Settings, redacted_url
+from worker_settings import BACKOFF_START, Settings, redacted_url, redis_password
 from worker_stats import MAX_LATENCY_SAMPLES, Latencies
 
 log = logging.getLogger("worker")
@@ -113,7 +117,12 @@ def new_worker_id() -> str:
 
 
 class Worker:
-    def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        worker_id: str | None = None,
+        redis_password: str | None = None,
+    ) -> None:
         self.settings = settings
         self.worker_id = worker_id or new_worker_id()
         self.rng = Target.parse(settings.rng_url)
@@ -123,7 +132,7 @@ class Worker:
             dns_ttl=settings.dns_ttl,
             max_age=settings.conn_max_age,
         )
-        self.db = connect(settings.redis_url)
+        self.db = connect(settings.redis_url, password=redis_password)
         self.script = FlushScript(self.db, self.worker_id)
         self.ledger = Ledger(max_owed=settings.max_owed_hashes)
         self.outages = {kind: Outage(kind, settings.backoff_max) for kind in ("rng", "hasher")}
@@ -382,12 +391,13 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
         log.info(
-            "mining as worker %s: rng %s, hasher %s, redis %s, %d loop(s), delay %.3f s, "
+            "mining as worker %s: rng %s, hasher %s, redis %s (%s), %d loop(s), delay %.3f s, "
             "at most %d hashes owed",
             self.worker_id,
             settings.rng_url,
             settings.hasher_url,
             redacted_url(settings.redis_url),
+            "password from REDIS_PASSWORD_FILE" if settings.redis_password_file else "no password",
             settings.concurrency,
             settings.delay,
             settings.max_owed_hashes,
@@ -445,6 +455,7 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
 def main() -> int:
     try:
         settings = Settings.from_env()
+        password = redis_password(settings)
     except ValueError as error:
         logging.basicConfig(format="%(asctime)s %(levelname)s worker %(message)s")
         log.error("bad setting: %s", error)
@@ -453,7 +464,7 @@ def main() -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s worker %(message)s"
     )
     with asyncio.Runner(loop_factory=_new_event_loop) as runner:
-        runner.run(Worker(settings).run())
+        runner.run(Worker(settings, redis_password=password).run())
     return 0
 
 

@@ -128,11 +128,13 @@ class ResolvingSSLConnection(ResolvingConnection, SSLConnection):
     """rediss://: the same, over TLS."""
 
 
-def connect(url: str) -> aioredis.Redis:
+def connect(url: str, password: str | None = None) -> aioredis.Redis:
     """A client for `url` that makes one attempt per command (the worker retries flushes
-    itself, with the same sequence number) and resolves names as above."""
+    itself, with the same sequence number) and resolves names as above; `password` (from
+    REDIS_PASSWORD_FILE) is sent with AUTH on every new connection."""
     db = aioredis.Redis.from_url(
         url,
+        password=password,
         socket_connect_timeout=1.0,
         socket_timeout=2.0,
         retry=Retry(NoBackoff(), 0),

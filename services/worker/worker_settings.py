@@ -182,6 +182,7 @@ class Settings:
     host: str = "0.0.0.0"
     node: str = ""
     max_owed_hashes: int = 100_000
+    redis_password_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -208,7 +209,34 @@ class Settings:
             host=read.string("HOST", cls.host),
             node=read.string("DOCKERCOINS_NODE", cls.node),
             max_owed_hashes=read.whole("WORKER_MAX_OWED_HASHES", cls.max_owed_hashes, 1),
+            redis_password_file=read.string("REDIS_PASSWORD_FILE", cls.redis_password_file),
         )
         if read.problems:
             raise SettingsError("; ".join(read.problems))
         return settings
+
+
+def redis_password(settings: Settings) -> str | None:
+    """The password in the file REDIS_PASSWORD_FILE names (one trailing newline dropped, as
+    `echo` writes it), read once at start; None when the variable is empty. SettingsError,
+    one line naming the variable and never the password, when the file cannot be read,
+    holds no password, or REDIS_URL carries a password too."""
+    path = settings.redis_password_file
+    if not path:
+        return None
+    where = f"REDIS_PASSWORD_FILE={path!r}"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as error:
+        raise SettingsError(f"{where} cannot be read: {error.strerror or error}") from None
+    try:
+        password = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{where} must hold UTF-8 text") from None
+    password = password.removesuffix("\n")
+    if not password:
+        raise SettingsError(f"{where} holds no password (an empty file)")
+    if urlsplit(settings.redis_url).password is not None:
+        raise SettingsError(f"{where} and a password in REDIS_URL: give only one")
+    return password

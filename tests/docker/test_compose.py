@@ -35,10 +35,18 @@ def _compose_command() -> list[str]:
 
 
 @pytest.fixture
-def compose(docker_session: DockerSession) -> Iterator[tuple[list[str], dict[str, str]]]:
+def compose(
+    docker_session: DockerSession, tmp_path: Path
+) -> Iterator[tuple[list[str], dict[str, str]]]:
     import os
+    import secrets
 
+    # the file secret redis_password, made as compose.yml's comment says
+    password_file = tmp_path / "redis_password"
+    password_file.write_text(secrets.token_urlsafe(32) + "\n")
+    password_file.chmod(0o644)  # mounted as it is: the containers' users read it
     env = {
+        "REDIS_PASSWORD_SECRET": str(password_file),
         **os.environ,
         "DOCKER_HOST": docker_session.docker_host,
         "REGISTRY": docker_session.registry,
@@ -105,7 +113,13 @@ def test_compose_file_validates_and_comes_up(
     assert len(containers) == 6  # the five and prometheus
 
     [redis] = [c for c in containers if c.labels.get("com.docker.compose.service") == "redis"]
-    config = redis.exec_run(["redis-cli", "CONFIG", "GET", "append*"]).output.decode().split()
+    assert redis.attrs["HostConfig"]["ReadonlyRootfs"] is True
+    assert redis.attrs["HostConfig"]["CapDrop"] == ["ALL"]
+    assert redis.exec_run(["redis-cli", "GET", "hashes"]).output.startswith(b"NOAUTH")
+    read_config = (
+        'REDISCLI_AUTH="$(cat /run/secrets/redis_password)" redis-cli CONFIG GET "append*"'
+    )
+    config = redis.exec_run(["sh", "-c", read_config]).output.decode().split()
     assert dict(zip(config[::2], config[1::2], strict=True)) == {
         "appendonly": "yes",
         "appendfsync": "always",

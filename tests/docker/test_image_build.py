@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dockercoins.images import base as baseimage
 from dockercoins.images import build as images
+from dockercoins.images import kinds
 from dockercoins.names import IMAGES
 
 from tests.support.docker import DockerSession
@@ -15,7 +16,7 @@ def test_four_images_are_built_from_the_offline_base(
 ) -> None:
     client = docker_session.client
     base = client.api.inspect_image(baseimage.BASE_IMAGE_TAG)
-    assert base["Config"]["Labels"][baseimage.HASH_LABEL] == baseimage.tarball_sha256("python")
+    assert base["Config"]["Labels"][baseimage.HASH_LABEL] == baseimage.image_key("python")
     assert sorted(built_images) == sorted(IMAGES)
     for service, built in built_images.items():
         attrs = client.api.inspect_image(built.ref)
@@ -24,6 +25,8 @@ def test_four_images_are_built_from_the_offline_base(
         config = attrs["Config"]
         assert config["User"] == "10001"
         assert config["Cmd"] == ["/opt/venv/bin/python", f"{service}.py"]
+        # no_new_privs by the image's own default, whatever the daemon's options
+        assert config["Entrypoint"] == ["/usr/bin/setpriv", "--no-new-privs", "--"]
         assert config["Healthcheck"]["Test"][0] == "CMD"
         assert "PYTHONUNBUFFERED=1" in config["Env"]
         # the image grows from the offline base: its layers come first
@@ -52,12 +55,28 @@ def test_images_hold_no_pip_and_no_wheels(
         assert output.decode().strip() == "10001"
 
 
+def test_the_services_run_with_no_new_privs(
+    docker_session: DockerSession, built_images: dict[str, images.BuiltImage]
+) -> None:
+    for built in built_images.values():
+        output = docker_session.client.containers.run(
+            built.ref,
+            ["/opt/venv/bin/python", "-c", "print(open('/proc/1/status').read())"],
+            remove=True,
+            network_mode="none",
+            security_opt=["no-new-privileges=false"],  # not the daemon's: the image's own
+            labels=docker_session.labels,
+        )
+        assert "\nNoNewPrivs:\t1\n" in output.decode(), built.ref
+
+
 def test_redis_image_is_made_locally_and_runs_as_non_root(
     docker_session: DockerSession, built_images: dict[str, images.BuiltImage]
 ) -> None:
     attrs = docker_session.client.api.inspect_image(baseimage.REDIS_IMAGE_TAG)
-    assert attrs["Config"]["Labels"][baseimage.HASH_LABEL] == baseimage.tarball_sha256("redis")
+    assert attrs["Config"]["Labels"][baseimage.HASH_LABEL] == baseimage.image_key("redis")
     assert "6379/tcp" in attrs["Config"]["ExposedPorts"]
+    assert attrs["Config"]["Healthcheck"]["Test"] == ["CMD", f"/usr/local/bin/{kinds.REDIS_PING}"]
     output = docker_session.client.containers.run(
         baseimage.REDIS_IMAGE_TAG,
         ["id", "-u"],

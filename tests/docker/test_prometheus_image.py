@@ -34,7 +34,7 @@ def test_prometheus_image_config(docker_session: DockerSession, prometheus_image
     attrs = docker_session.client.api.inspect_image(prometheus_image)
     config = attrs["Config"]
     assert prometheus_image == baseimage.PROMETHEUS_IMAGE_TAG
-    assert config["Labels"][baseimage.HASH_LABEL] == baseimage.tarball_sha256("prometheus")
+    assert config["Labels"][baseimage.HASH_LABEL] == baseimage.image_key("prometheus")
     assert config["User"] == "prometheus"
     assert config["Cmd"] == list(kinds.PROMETHEUS_COMMAND)
     assert "--config.file=/etc/prometheus/prometheus.yml" in config["Cmd"]
@@ -42,6 +42,7 @@ def test_prometheus_image_config(docker_session: DockerSession, prometheus_image
     assert "/prometheus" in config["Volumes"]
     assert "9090/tcp" in config["ExposedPorts"]
     assert config["Healthcheck"]["Test"] == ["CMD", *kinds.PROMETHEUS_HEALTH_COMMAND]
+    assert config["Entrypoint"] == ["/usr/bin/setpriv", "--no-new-privs", "--"]
 
 
 def test_prometheus_runs_non_root_with_the_deploy_config_and_gets_healthy(
@@ -57,6 +58,7 @@ def test_prometheus_runs_non_root_with_the_deploy_config_and_gets_healthy(
         network=network.name,
         ports={"9090/tcp": ("127.0.0.1", port)},
         labels=docker_session.labels,
+        security_opt=["no-new-privileges=false"],  # not the daemon's no_new_privs: the image's
     )
     # the config deploy mounts (tasks.<service> names: nothing resolves here, which is fine)
     assert container.put_archive("/etc/prometheus", _config_archive(text))
@@ -67,6 +69,8 @@ def test_prometheus_runs_non_root_with_the_deploy_config_and_gets_healthy(
         assert uid != 0, "prometheus runs as root"
         expected = container.exec_run(["id", "-u", "prometheus"]).output.decode().strip()
         assert uid == int(expected)
+        status = container.exec_run(["cat", "/proc/1/status"]).output.decode()
+        assert "\nNoNewPrivs:\t1\n" in status  # the image's own default
         assert container.exec_run(["test", "-w", "/prometheus"]).exit_code == 0
         assert container.exec_run(["test", "-d", "/prometheus/wal"]).exit_code == 0
 

@@ -13,6 +13,8 @@ the tier fails: it never skips.
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,23 +78,52 @@ def host_docker() -> Iterator[BesideHost]:
 
 
 @pytest.fixture(scope="session")
-def lab(host_docker: BesideHost) -> Iterator[LabState]:
+def lab(host_docker: BesideHost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     """A running 3-node lab (lab_state.LabState), torn down at the end of the session;
     then the host's own Docker is checked: same containers, networks and iptables rules as
     before `lab up`, its container still answering."""
+    config_before = os.environ.get("DOCKER_CONFIG")
     try:
         up = cli(None, "lab", "up", "--nodes", str(LAB_NODES), timeout=UP_TIMEOUT)
         if up.returncode != 0:
             pytest.fail(f"`dockercoins lab up` failed ({up.returncode}):\n{up.stderr[-3000:]}")
         state = lab_state.load()
         assert state is not None, "lab up did not record the lab"
+        # the registry wants a login: the session logs in as `lab up` says, into a docker
+        # CLI config of its own (the host's ~/.docker stays as it was)
+        os.environ["DOCKER_CONFIG"] = str(tmp_path_factory.mktemp("docker-config"))
+        login_to_registry(state, up.stdout)
         yield state
     finally:
+        if config_before is None:
+            os.environ.pop("DOCKER_CONFIG", None)
+        else:
+            os.environ["DOCKER_CONFIG"] = config_before
         if os.environ.get("DOCKERCOINS_LAB_KEEP") != "1":  # a developer's choice, never CI's
             down = cli(None, "lab", "down", timeout=DOWN_TIMEOUT)
             if down.returncode != 0:
                 print(f"`dockercoins lab down` failed:\n{down.stderr[-3000:]}", file=sys.stderr)
             host_docker.check_untouched()
+
+
+def login_to_registry(state: LabState, exports: str) -> None:
+    """`docker login $REGISTRY -u $REGISTRY_USER --password-stdin < $REGISTRY_PASSWORD_FILE`
+    with what `lab up` exported, against the lab's manager."""
+    found = dict(
+        re.findall(r"^export (REGISTRY_USER|REGISTRY_PASSWORD_FILE)=(\S+)$", exports, re.M)
+    )
+    assert set(found) == {"REGISTRY_USER", "REGISTRY_PASSWORD_FILE"}, exports
+    with open(found["REGISTRY_PASSWORD_FILE"], encoding="utf-8") as password:
+        done = subprocess.run(
+            ["docker", "login", state.registry, "-u", found["REGISTRY_USER"], "--password-stdin"],
+            stdin=password,
+            env={**os.environ, "DOCKER_HOST": state.manager.docker_host},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, f"docker login {state.registry} failed: {done.stderr}"
 
 
 @dataclass(frozen=True)
@@ -106,6 +137,10 @@ class BesideHost:
         after = self.host.snapshot()
         assert after.containers == self.before.containers
         assert after.networks == self.before.networks
+        # the lab registry's CA trusted no more; everything else there as it was (a lab
+        # may have been up already when the snapshot was taken)
+        assert host_docker_support.without_lab_ca(after.certs_d) == after.certs_d
+        assert after.certs_d == host_docker_support.without_lab_ca(self.before.certs_d)
         # every rule as it was, and the lab's own line gone with the lab
         assert host_docker_support.LAB_RULE not in after.iptables
         assert host_docker_support.without_lab_rule(

@@ -1,9 +1,11 @@
 """The tutorial end to end on the real multi-node lab: ship -> deploy -> hashes rise through
-http://localhost:8000 -> scale worker to 10 (spread over the nodes) -> rng global (one task
+http://localhost:8000 (redis wants its password: NOAUTH without it, the password seen
+nowhere) -> scale worker to 10 (spread over the nodes) -> rng global (one task
 per node, each one serving requests) -> status -> down. Plus bad input on a real swarm."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from dockercoins.dockerapi import connect
+from dockercoins.images.base import REDIS_IMAGE_TAG
 from dockercoins.lab.state import LabState
 
 from tests.support.lab import cli, ok
@@ -22,6 +25,7 @@ pytestmark = pytest.mark.lab
 WEBUI = "http://localhost:8000"
 RNG_LABEL = "com.docker.swarm.service.name=rng"
 OURS = {"redis", "hasher", "rng", "webui", "worker", "prometheus"}
+SECRET_PREFIX = "dockercoins-redis-password-"
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -80,7 +84,51 @@ def rng_requests_per_container(lab: LabState) -> dict[str, int]:
 def our_leftovers(client: Any) -> list[str]:
     services = [s.name for s in client.services.list() if s.name in OURS]
     networks = [n.name for n in client.networks.list(names=["dockercoins"])]
-    return services + [n for n in networks if n == "dockercoins"]
+    secrets = [s.name for s in client.secrets.list() if s.name.startswith(SECRET_PREFIX)]
+    return services + [n for n in networks if n == "dockercoins"] + secrets
+
+
+def redis_password(lab: LabState, manager: Any) -> str:
+    """The password, read where redis reads it: its task's secret file."""
+    [task] = running_tasks(manager, "redis")
+    hostname = manager.nodes.get(task["NodeID"]).attrs["Description"]["Hostname"]
+    node = next(node for node in lab.nodes if node.name == hostname)
+    client = connect(node.docker_host, timeout=30)
+    try:
+        container = client.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
+        return str(container.exec_run(["cat", "/run/secrets/redis_password"]).output.decode())
+    finally:
+        client.close()
+
+
+def check_redis_wants_its_password(lab: LabState, manager: Any) -> None:
+    """From a node, a container attached to the overlay without the password gets NOAUTH;
+    the password is in no service spec, task environment, log, /json or /metrics."""
+    password = redis_password(lab, manager)
+    assert len(password) == 43
+    client = connect(lab.nodes[-1].docker_host, timeout=60)
+    try:
+        out = client.containers.run(
+            REDIS_IMAGE_TAG,
+            ["redis-cli", "-h", "redis", "GET", "hashes"],
+            network="dockercoins",
+            remove=True,
+        )
+        assert b"NOAUTH" in out, out
+    finally:
+        client.close()
+    seen = [json.dumps(service.attrs) for service in manager.services.list()]
+    seen += [json.dumps(task) for task in manager.api.tasks()]
+    seen += [httpx.get(f"{WEBUI}{path}", timeout=5).text for path in ("/json", "/metrics")]
+    for node in lab.nodes:
+        node_client = connect(node.docker_host, timeout=30)
+        try:
+            for container in node_client.containers.list():
+                seen.append(json.dumps(container.attrs))
+                seen.append(container.logs(tail=200).decode(errors="replace"))
+        finally:
+            node_client.close()
+    assert not [text[:200] for text in seen if password in text]
 
 
 def test_bad_input_gives_one_clear_line(lab: LabState, cleanup: None) -> None:
@@ -110,6 +158,7 @@ def test_tutorial_end_to_end(lab: LabState, manager: Any, cleanup: None) -> None
     ok(cli(lab, "deploy", "--env", "rng:ACCESS_LOG=1", "--timeout", "240"))
     wait_hashes_rise(timeout=120)
     print(f"TIMING deploy to first hashes: {time.monotonic() - started:.1f} s")
+    check_redis_wants_its_password(lab, manager)
 
     again = time.monotonic()
     second = cli(lab, "deploy", "--env", "rng:ACCESS_LOG=1")

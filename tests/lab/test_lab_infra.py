@@ -23,7 +23,7 @@ from dockercoins.images.base import BASE_IMAGE_TAG, REDIS_IMAGE_TAG
 from dockercoins.lab import lifecycle, nodes
 from dockercoins.lab import network as labnet
 from dockercoins.lab import state as lab_state
-from dockercoins.lab.state import LabState
+from dockercoins.lab.state import LabState, lab_dir
 
 from tests.support.lab import cli, lab_env
 from tests.support.servers import wait_for
@@ -129,12 +129,23 @@ def test_overlay_network_spans_nodes(lab: LabState, clients: dict[str, Any]) -> 
         network.remove()
 
 
-def test_registry_answers_from_a_node(lab: LabState, clients: dict[str, Any]) -> None:
-    status, logs = run_to_end(
-        clients["node2"], ["python3", "-c", fetch_script(f"http://{lab.registry}/v2/", 5)]
+def test_registry_answers_from_a_node_over_tls_and_wants_a_login(
+    lab: LabState, clients: dict[str, Any]
+) -> None:
+    from dockercoins.images import registry
+
+    ca = registry.tls_files(lab_dir() / "registry").ca_cert.read_text()
+    script = (
+        "import ssl, urllib.error, urllib.request\n"
+        f"context = ssl.create_default_context(cadata={ca!r})\n"
+        "try:\n"
+        f"    urllib.request.urlopen('https://{lab.registry}/v2/', timeout=5, context=context)\n"
+        "except urllib.error.HTTPError as error:\n"
+        "    print(error.code, error.headers['Docker-Distribution-Api-Version'])\n"
     )
+    status, logs = run_to_end(clients["node2"], ["python3", "-c", script])
     assert status == 0, logs
-    assert "200" in logs
+    assert "401 registry/2.0" in logs  # the certificate checked with the lab's CA; no login
 
 
 def test_forwarder_reaches_the_node_that_publishes_port_8000(

@@ -235,9 +235,16 @@ def mining(lab: LabState, manager: Any) -> Iterator[str]:
 
 
 @pytest.mark.lab_disruptive
+def webui_nodes(client: Any) -> str:
+    """The nodes webui runs on (the web UI the sampler reads: /json pauses while it moves)."""
+    names = {attrs["ID"]: name for name, attrs in swarm_nodes(client).items()}
+    return ",".join(sorted(names.get(task["NodeID"], "?") for task in running(client, "webui")))
+
+
 def test_a_worker_node_killed_then_started(lab: LabState, mining: str) -> None:
     with live_manager(lab) as client:
         chief = leader(client)
+        webui_on = webui_nodes(client)
     victim = next(n.name for n in lab.nodes if n.name not in (chief, mining))
     full_ceiling = ceiling(WORKERS, len(lab.nodes))
     with Sampler() as sampler:
@@ -271,6 +278,7 @@ def test_a_worker_node_killed_then_started(lab: LabState, mining: str) -> None:
         full_rate=f"{full:.1f}/s (ceiling {full_ceiling:.0f})",
         degraded_rate=f"{degraded:.1f}/s (ceiling {ceiling(WORKERS, len(lab.nodes) - 1):.0f})",
         longest_pause=f"{pause:.1f} s",
+        webui_on=webui_on,
         seconds_to_settle=f"{settled_at - killed_at:.1f}",
         seconds_killed=f"{started_at - killed_at:.1f}",
         seconds_back_at_09=f"{seconds(back_full, started_at)} after start, "

@@ -4,7 +4,9 @@ move; with rng global there is one rng series per node, `dockercoins status` pri
 per-task table, and the page's second chart (headless Chromium) lists the same nodes.
 What `deploy` made, read back from the manager: the endpoint and publish modes it printed
 (dnsrr and host-mode ports where this kernel has no IP_VS, vip and ingress where it has),
-and every image of ours pinned to the digest the registry holds."""
+and every image of ours pinned to the digest the registry holds; every spec locked down.
+And an intruder on the overlay network or in a task: refused by redis and the registry,
+unable to write its root filesystem or gain a capability (the answers go to the results)."""
 
 from __future__ import annotations
 
@@ -13,13 +15,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dockercoins.lab.state import LabState
+from dockercoins.dockerapi import connect
+from dockercoins.images import registry
+from dockercoins.images.base import BASE_IMAGE_TAG, REDIS_IMAGE_TAG
+from dockercoins.lab.state import LabState, lab_dir
 from dockercoins.names import IMAGES, PROMETHEUS, PROMETHEUS_PORT, SWARM_SERVICES
 from dockercoins.names import WEBUI_PUBLISHED_PORT as WEBUI_PORT
-from dockercoins.swarm import prometheus
+from dockercoins.swarm import encryption, prometheus
 from dockercoins.swarm.ipvs import ipvs_available
 
 from tests.services import test_page_chromium as page
+from tests.support import mining
 from tests.support.lab import cli, ok
 from tests.support.servers import wait_for
 
@@ -116,6 +122,12 @@ def test_deployed_services_follow_ip_vs_as_deploy_said_with_pinned_images(
     ]
     where = " of every node" if ipvs else " of the node running webui"
     assert f"web UI published on port {WEBUI_PORT}{where}" in again.stdout
+    # the overlay: encrypted where this kernel can (XFRM and ESP), said in one line
+    support = encryption.encryption_support()
+    said = [line for line in again.stderr.splitlines() if line.startswith("overlay network ")]
+    assert said == [encryption.describe(support.available, "auto", support)]
+    [network] = manager.api.networks(names=["dockercoins"])
+    assert ("encrypted" in (network.get("Options") or {})) is support.available
 
     services = {s.name: s.attrs for s in manager.services.list() if s.name in DEPLOYED}
     assert sorted(services) == sorted(DEPLOYED)
@@ -147,6 +159,16 @@ def test_deployed_services_follow_ip_vs_as_deploy_said_with_pinned_images(
             }
             assert on_tasks == {(port, "host")}, (name, tasks)
 
+    # locked down: every spec read-only with all capabilities dropped and limits, and every
+    # running container's process 1 with no_new_privs (the nodes' dockerd sets it)
+    for name, raw in services.items():
+        task = raw["Spec"]["TaskTemplate"]
+        container = task["ContainerSpec"]
+        assert (container.get("ReadOnly"), container.get("CapabilityDrop")) == (True, ["ALL"])
+        limits = task["Resources"]["Limits"]
+        assert limits["MemoryBytes"] > 0 and limits["NanoCPUs"] > 0, name
+    assert no_new_privs_everywhere(lab) == dict.fromkeys(DEPLOYED, True)
+
     # each of our images pinned to the digest the registry holds for its tag
     for name in IMAGES:
         image = services[name]["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
@@ -155,6 +177,24 @@ def test_deployed_services_follow_ip_vs_as_deploy_said_with_pinned_images(
         ref, digest = match.groups()
         assert ref.startswith(f"{lab.registry}/")
         assert manager.images.get_registry_data(ref).id == digest
+
+
+def no_new_privs_everywhere(lab: LabState) -> dict[str, bool]:
+    """Per deployed service: does every one of its running containers, on every node, run
+    its process 1 with NoNewPrivs set?"""
+    found: dict[str, bool] = {}
+    for node in lab.nodes:
+        client = connect(node.docker_host, timeout=30)
+        try:
+            for container in client.containers.list():
+                service = container.labels.get("com.docker.swarm.service.name", "")
+                if service in DEPLOYED:
+                    status = container.exec_run(["cat", "/proc/1/status"]).output.decode()
+                    set_here = "\nNoNewPrivs:\t1\n" in status
+                    found[service] = found.get(service, True) and set_here
+        finally:
+            client.close()
+    return found
 
 
 def test_rng_global_gives_one_series_per_node_and_status_shows_them(
@@ -214,3 +254,96 @@ def test_the_page_charts_one_rng_line_per_node(
     finally:
         browser.run("document.getElementById('rng-card').scrollIntoView(); return true;")
         browser.screenshot(page.ARTIFACTS / "lab-rng-rates.png")
+
+
+# What a program on the overlay network (or in a task) tries; the answers are asserted as
+# refusals and written to the lab results, as an intruder would see them.
+REGISTRY_PROBES = """\
+import base64, ssl, sys, urllib.error, urllib.request
+addr, ca = sys.argv[1], sys.argv[2]
+def probe(what, url, context, login=None):
+    request = urllib.request.Request(url)
+    if login:
+        request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as answer:
+            got = f"{answer.status} {answer.reason}"
+    except urllib.error.HTTPError as error:
+        got = f"{error.code} {error.reason}"
+    except (OSError, ssl.SSLError) as error:
+        got = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
+    print(f"{what}|{got}")
+trusted = ssl.create_default_context(cadata=ca)
+probe("registry catalog, no login", f"https://{addr}/v2/_catalog", trusted)
+probe("registry catalog, a guessed password", f"https://{addr}/v2/_catalog", trusted,
+      "dockercoins:password")
+probe("registry over plain HTTP", f"http://{addr}/v2/_catalog", None)
+probe("registry, its certificate not trusted", f"https://{addr}/v2/", ssl.create_default_context())
+"""
+
+
+def _said(output: bytes) -> str:
+    """A command's output on one line."""
+    lines = [line.strip() for line in output.decode(errors="replace").splitlines()]
+    return " / ".join(line for line in lines if line)
+
+
+def test_an_intruder_is_refused_everywhere_it_tries(
+    lab: LabState, manager: Any, dockercoins: None
+) -> None:
+    answers: dict[str, str] = {}
+    client = connect(lab.nodes[1].docker_host, timeout=120)
+    try:
+        # a container of its own attached to the overlay (it is attachable)
+        def on_overlay(image: str, command: list[str]) -> bytes:
+            out: bytes = client.containers.run(
+                image, command, network="dockercoins", remove=True, stderr=True
+            )
+            return out
+
+        answers["redis, no password"] = _said(
+            on_overlay(REDIS_IMAGE_TAG, ["sh", "-c", "redis-cli -h redis GET hashes 2>&1"])
+        )
+        answers["redis, a guessed password"] = _said(
+            on_overlay(
+                REDIS_IMAGE_TAG,
+                ["sh", "-c", "REDISCLI_AUTH=password redis-cli -h redis GET hashes 2>&1"],
+            )
+        )
+        ca = registry.tls_files(lab_dir() / "registry").ca_cert.read_text()
+        probes = on_overlay(BASE_IMAGE_TAG, ["python3", "-c", REGISTRY_PROBES, lab.registry, ca])
+        for line in probes.decode().splitlines():
+            what, _, got = line.partition("|")
+            answers[what] = got
+    finally:
+        client.close()
+    # inside a worker task: what a compromised service process could do
+    [task] = mining.running(manager, "worker")[:1]
+    node = manager.nodes.get(task["NodeID"]).attrs["Description"]["Hostname"]
+    client = connect(next(n.docker_host for n in lab.nodes if n.name == node), timeout=60)
+    try:
+        worker = client.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
+        answers["worker task, write to its root filesystem"] = _said(
+            worker.exec_run(["sh", "-c", "touch /app/planted 2>&1"]).output
+        )
+        status = worker.exec_run(["cat", "/proc/1/status"]).output.decode()
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        answers["worker task, its capabilities and no_new_privs"] = (
+            f"CapEff {fields['CapEff'].strip()}, CapBnd {fields['CapBnd'].strip()}, "
+            f"NoNewPrivs {fields['NoNewPrivs'].strip()}"
+        )
+    finally:
+        client.close()
+    for what, got in answers.items():
+        mining.result(f"intruder: {what}: {got}")
+
+    assert answers["redis, no password"].startswith("NOAUTH")
+    assert "WRONGPASS" in answers["redis, a guessed password"]
+    assert answers["registry catalog, no login"] == "401 Unauthorized"
+    assert answers["registry catalog, a guessed password"] == "401 Unauthorized"
+    assert answers["registry over plain HTTP"].startswith("400")
+    assert "CERTIFICATE_VERIFY_FAILED" in answers["registry, its certificate not trusted"]
+    assert "Read-only file system" in answers["worker task, write to its root filesystem"]
+    assert answers["worker task, its capabilities and no_new_privs"] == (
+        "CapEff 0000000000000000, CapBnd 0000000000000000, NoNewPrivs 1"
+    )

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.lab
 
 STACK = "dockercoins"
 STACK_FILE = REPO_ROOT / "deploy" / "dockercoins.yml"
+SECRET = "redis_password"  # the stack file's external secret
 
 
 def docker_cli(lab: LabState, *args: str, timeout: float = 180) -> str:
@@ -47,6 +48,11 @@ def stack(lab: LabState) -> Iterator[Any]:
     # the stack's redis runs on the node labelled dockercoins.redis=true: `dockercoins
     # deploy` labels one, else the manager is labelled here (and unlabelled afterwards)
     labelled = set_redis_label(client) if not redis_label_nodes(client) else None
+    # the stack's external secret, made with the command the file's comment gives
+    made = False
+    if not [s for s in client.secrets.list(filters={"name": SECRET}) if s.name == SECRET]:
+        subprocess.run(["bash", "-c", secret_command()], env=env, check=True, timeout=60)
+        made = True
     try:
         yield client
     finally:
@@ -55,7 +61,19 @@ def stack(lab: LabState) -> Iterator[Any]:
         wait_for(lambda: not stack_networks(client), timeout=60, interval=1.0)
         if labelled is not None:
             set_redis_label(client, labelled, present=False)
+        if made:
+            subprocess.run(["docker", "secret", "rm", SECRET], env=env, check=False, timeout=60)
         client.close()
+
+
+def secret_command() -> str:
+    """The stack file's command that makes its external secret (in its comment)."""
+    [line] = [
+        line.removeprefix("#").strip()
+        for line in STACK_FILE.read_text().splitlines()
+        if line.startswith("#") and f"docker secret create {SECRET} -" in line
+    ]
+    return line
 
 
 def redis_label_nodes(client: Any) -> list[Any]:
@@ -95,7 +113,8 @@ def running(client: Any, service: str) -> list[dict[str, Any]]:
 
 
 def test_stack_file_runs_dockercoins(lab: LabState, stack: Any) -> None:
-    docker_cli(lab, "stack", "deploy", "-c", str(STACK_FILE), STACK)
+    # as the file's comment says: the nodes pull with the session's stored login
+    docker_cli(lab, "stack", "deploy", "--with-registry-auth", "-c", str(STACK_FILE), STACK)
     names = {service.name for service in stack.services.list()}
     assert {f"{STACK}_{name}" for name in ("redis", "hasher", "rng", "webui", "worker")} <= names
 
@@ -120,6 +139,11 @@ def test_stack_file_runs_dockercoins(lab: LabState, stack: Any) -> None:
     container = redis["Spec"]["ContainerSpec"]
     assert "--appendonly" in container["Args"]
     assert [mount["Target"] for mount in container["Mounts"]] == ["/var/lib/redis"]
+    assert [secret["SecretName"] for secret in container["Secrets"]] == [SECRET]
+    assert container["Secrets"][0]["File"]["Mode"] == 0o400
+    # the password is in no spec or environment: only the file's path
+    assert "REDIS_PASSWORD_FILE=/run/secrets/redis_password" in container["Env"]
+    assert (container["ReadOnly"], container["CapabilityDrop"]) == (True, ["ALL"])
 
     docker_cli(lab, "stack", "rm", STACK)
     wait_for(lambda: not stack_tasks(stack), timeout=120, interval=1.0)

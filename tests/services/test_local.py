@@ -1,6 +1,7 @@
-"""`dockercoins local`: everything starts on the given ports, the counter rises through the
-web UI, SIGINT stops every child and removes the temporary directory; bad ports and a
-missing redis-server are one-line errors."""
+"""`dockercoins local`: everything starts on the given ports, Redis behind a random password
+in a file of the working directory, the counter rises through the web UI, SIGINT stops every
+child and removes the temporary directory; bad ports and a missing redis-server are one-line
+errors."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.support.servers import LOOPBACK, free_port, wait_for
 
@@ -80,7 +82,7 @@ def local_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, P
 def test_local_runs_the_pipeline_and_sigint_stops_everything(
     local_run: tuple[subprocess.Popen[bytes], Path, Path, list[int]],
 ) -> None:
-    proc, out, err, (webui, _rng, _hasher, _redis) = local_run
+    proc, out, err, (webui, _rng, _hasher, redis_port) = local_run
     url = f"http://{LOOPBACK}:{webui}/"
     wait_for(lambda: url in out.read_text(), timeout=60)
     started = {name: int(pid) for name, pid in STARTED.findall(err.read_text())}
@@ -88,6 +90,17 @@ def test_local_runs_the_pipeline_and_sigint_stops_everything(
     assert all(alive(pid) for pid in started.values())
     workdir = Path(re.findall(r"working directory (\S+)", err.read_text())[0])
     assert workdir.is_dir()
+
+    password_file = workdir / "redis_password"
+    assert f"redis password in {password_file}" in err.read_text()
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    password = password_file.read_text().removesuffix("\n")
+    assert len(password) >= 32
+    with pytest.raises(redis.AuthenticationError):  # RESP2, as the original clients speak
+        redis.Redis(host=LOOPBACK, port=redis_port, protocol=2, socket_timeout=5).get("hashes")
+    for pid in started.values():  # in no child's command line or environment
+        assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert password.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
 
     def hashes() -> int:
         answer = httpx.get(f"{url}json", timeout=2)
@@ -104,6 +117,7 @@ def test_local_runs_the_pipeline_and_sigint_stops_everything(
     assert not workdir.exists()
     assert "stopped; nothing left running" in err.read_text()
     assert "Traceback" not in err.read_text()
+    assert password not in out.read_text() + err.read_text()
 
 
 def test_busy_port_is_a_one_line_error(tmp_path: Path) -> None:

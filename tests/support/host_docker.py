@@ -36,11 +36,13 @@ _COUNTERS = re.compile(r"\[\d+:\d+\]")
 @dataclass(frozen=True)
 class Snapshot:
     """What the lab must not change: the daemon's containers (id, state), networks (id,
-    name) and the host's iptables rules (filter and nat, counters dropped)."""
+    name), the host's iptables rules (filter and nat, counters dropped) and the registry
+    CAs every dockerd trusts (/etc/docker/certs.d: each path and file's content)."""
 
     containers: frozenset[tuple[str, str]]
     networks: frozenset[tuple[str, str]]
     iptables: tuple[str, ...]
+    certs_d: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -62,6 +64,7 @@ class HostDocker:
             containers=frozenset((c.id, c.status) for c in self.client.containers.list(all=True)),
             networks=frozenset((n.id, n.name) for n in self.client.networks.list()),
             iptables=iptables_rules(),
+            certs_d=certs_d_files(),
         )
 
 
@@ -73,6 +76,25 @@ def without_lab_rule(rules: tuple[str, ...]) -> tuple[str, ...]:
     """The rules as they are apart from the lab's own line (a lab may be up already when
     the snapshot is taken)."""
     return tuple(rule for rule in rules if rule != LAB_RULE)
+
+
+def certs_d_files() -> tuple[tuple[str, bytes], ...]:
+    """Every path under the docker daemons' certs.d, with the content of the files."""
+    from dockercoins.images import registry_trust
+
+    root = registry_trust.certs_root()
+    if not root.exists():
+        return (("(no folder)", b""),)
+    return tuple(
+        (str(path), path.read_bytes() if path.is_file() else b"")
+        for path in sorted(root.rglob("*"))
+    )
+
+
+def without_lab_ca(files: tuple[tuple[str, bytes], ...]) -> tuple[tuple[str, bytes], ...]:
+    """certs.d's paths but the lab registry's folder and CA."""
+    lab = f"/{labnet.REGISTRY_ADDRESS}"
+    return tuple(item for item in files if lab not in item[0])
 
 
 def iptables_rules() -> tuple[str, ...]:

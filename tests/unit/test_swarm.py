@@ -20,6 +20,7 @@ from dockercoins.swarm.ipvs import ipvs_available
 from dockercoins.swarm.prometheus import InstanceRate
 from dockercoins.swarm.rates import Sample, hash_rate
 from dockercoins.swarm.read import Node
+from dockercoins.swarm.redis_secret import SecretRef
 from dockercoins.swarm.specs import (
     Images,
     Modes,
@@ -453,7 +454,8 @@ def test_worker_gets_time_for_its_final_flush_and_the_others_keep_defaults() -> 
     for name in ("hasher", "rng", "webui"):
         template = service_spec(name, IMAGES, NO_IPVS, "n")["TaskTemplate"]
         assert "Placement" not in template, name
-        assert set(template["ContainerSpec"]) == {"Image"}, name
+        locked_down = {"ReadOnly", "CapabilityDrop", "Mounts"}  # the lock-down's
+        assert set(template["ContainerSpec"]) == {"Image", *locked_down}, name
 
 
 @pytest.mark.parametrize("name", ["redis", "worker"])
@@ -471,7 +473,11 @@ def test_redis_of_an_older_deploy_becomes_durable_and_keeps_the_rest() -> None:
     for key in ("Args", "Mounts", "StopGracePeriod"):
         del container[key]
     del old["TaskTemplate"]["Placement"]
-    old["TaskTemplate"]["Resources"] = {"Limits": {"MemoryBytes": 1 << 28}}
+    reservations = {"MemoryBytes": 1 << 26}  # set by hand: kept
+    old["TaskTemplate"]["Resources"] = {
+        "Limits": {"MemoryBytes": 1 << 30},
+        "Reservations": reservations,
+    }
     old["UpdateConfig"] = {"Parallelism": 1, "FailureAction": "pause"}  # the swarm's default
     del old["RollbackConfig"]  # an older deploy set none
     desired = service_spec("redis", IMAGES, NO_IPVS, "n")
@@ -480,12 +486,16 @@ def test_redis_of_an_older_deploy_becomes_durable_and_keeps_the_rest() -> None:
         "command",
         "stop grace period",
         "placement",
+        "limits",
         "update policy",
         "rollback policy",
     ]
     updated = updated_spec(old, desired, with_scale=False)
     assert spec_changes(updated, desired, with_scale=False) == []
-    assert updated["TaskTemplate"]["Resources"] == {"Limits": {"MemoryBytes": 1 << 28}}
+    assert updated["TaskTemplate"]["Resources"] == {
+        "Limits": {"MemoryBytes": 256 << 20, "NanoCPUs": 10**9},
+        "Reservations": reservations,
+    }
     assert updated["UpdateConfig"]["Order"] == "stop-first"
     assert updated["RollbackConfig"] == desired["RollbackConfig"]
 
@@ -682,7 +692,8 @@ STATELESS = ("hasher", "rng", "worker")
 def _all_specs(modes: Modes) -> dict[str, dict[str, Any]]:
     from dockercoins.swarm import prometheus_service
 
-    found = {name: service_spec(name, IMAGES, modes, "n") for name in SWARM_SERVICES}
+    secret = SecretRef("sec1", "dockercoins-redis-password-0123456789ab")
+    found = {name: service_spec(name, IMAGES, modes, "n", secret=secret) for name in SWARM_SERVICES}
     config = prometheus_service.ConfigRef("cfg1", "prometheus-0123456789ab")
     found["prometheus"] = prometheus_service.prometheus_spec(modes, "n", config)
     return found
@@ -765,3 +776,115 @@ def test_the_stack_file_has_the_policies_deploy_sets() -> None:
             assert _duration(written["monitor"]) == spec[field]["Monitor"], (name, key)
             assert written["max_failure_ratio"] == spec[field]["MaxFailureRatio"], (name, key)
             assert written["order"] == spec[field]["Order"], (name, key)
+
+
+# ---------------------------------------------------------------- lock-down
+
+
+@pytest.mark.parametrize("modes", [NO_IPVS, IPVS], ids=["dnsrr-host", "vip-ingress"])
+def test_every_spec_is_locked_down(modes: Modes) -> None:
+    for name, spec in _all_specs(modes).items():
+        template = spec["TaskTemplate"]
+        container = template["ContainerSpec"]
+        assert container["ReadOnly"] is True, name
+        assert container["CapabilityDrop"] == ["ALL"], name
+        assert "CapabilityAdd" not in container, name
+        # API 1.41 (dockerd 20.10) has no Privileges.NoNewPrivileges: none is sent
+        assert "Privileges" not in container, name
+        limits = template["Resources"]["Limits"]
+        assert limits["MemoryBytes"] == specs.MEMORY_LIMITS[name], name
+        assert limits["NanoCPUs"] == round(specs.CPU_LIMITS[name] * 10**9), name
+        assert 64 << 20 <= limits["MemoryBytes"] <= 512 << 20, name
+        assert 0.5 <= specs.CPU_LIMITS[name] <= 1.0, name
+        tmpfs = [mount for mount in container.get("Mounts", []) if mount["Type"] == "tmpfs"]
+        if name in ("hasher", "rng", "webui", "worker"):
+            assert tmpfs == [
+                {
+                    "Type": "tmpfs",
+                    "Target": "/tmp",
+                    "TmpfsOptions": {"SizeBytes": 16 << 20, "Mode": 0o1777},
+                }
+            ], name
+        else:  # redis and prometheus write only to their volumes
+            assert tmpfs == [], name
+
+
+def test_the_worker_heartbeat_is_on_the_tmpfs() -> None:
+    import worker_settings
+
+    assert worker_settings.Settings().heartbeat.startswith(specs.TMP_DIR + "/")
+
+
+def test_a_service_of_an_older_deploy_is_locked_down_and_read_back_is_unchanged() -> None:
+    desired = service_spec("worker", IMAGES, NO_IPVS, "n")
+    old = _as_read_back(desired)
+    container = old["TaskTemplate"]["ContainerSpec"]
+    for key in ("ReadOnly", "CapabilityDrop", "Mounts"):
+        del container[key]
+    del old["TaskTemplate"]["Resources"]
+    changes = ["mounts", "read-only root filesystem", "capabilities dropped", "limits"]
+    assert spec_changes(old, desired, with_scale=False) == changes
+    updated = updated_spec(old, desired, with_scale=False)
+    assert spec_changes(updated, desired, with_scale=False) == []
+    # what the daemon answers: the tmpfs mount with its options, the limits as they were
+    back = _as_read_back(desired)
+    back["TaskTemplate"]["ContainerSpec"]["Mounts"][0]["ReadOnly"] = False
+    assert spec_changes(back, desired, with_scale=False) == []
+
+
+def _size(text: str) -> int:
+    units = {"M": 1 << 20, "m": 1 << 20, "G": 1 << 30, "g": 1 << 30}
+    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
+def test_the_stack_file_and_compose_file_lock_every_container_down() -> None:
+    import yaml
+
+    stack = yaml.safe_load((REPO / "deploy/dockercoins.yml").read_text())
+    compose = yaml.safe_load((REPO / "compose.yml").read_text())
+    for name in (*SWARM_SERVICES, "prometheus"):
+        for source, service in (
+            ("stack", stack["services"][name]),
+            ("compose", compose["services"][name]),
+        ):
+            assert service["read_only"] is True, (source, name)
+            assert service["cap_drop"] == ["ALL"], (source, name)
+        swarm_limits = stack["services"][name]["deploy"]["resources"]["limits"]
+        assert _size(swarm_limits["memory"]) == specs.MEMORY_LIMITS[name], name
+        assert float(swarm_limits["cpus"]) == specs.CPU_LIMITS[name], name
+        local = compose["services"][name]
+        assert _size(local["mem_limit"]) == specs.MEMORY_LIMITS[name], name
+        assert float(local["cpus"]) == specs.CPU_LIMITS[name], name
+        assert local["security_opt"] == ["no-new-privileges:true"], name
+        python = name in ("hasher", "rng", "webui", "worker")
+        assert ("/tmp:size=16m" in local.get("tmpfs", [])) == python, name
+        tmp = [v for v in stack["services"][name].get("volumes", []) if isinstance(v, dict)]
+        assert (tmp == [{"type": "tmpfs", "target": "/tmp", "tmpfs": {"size": 16 << 20}}]) == python
+        # security_opt is ignored by `docker stack deploy`: not written there
+        assert "security_opt" not in stack["services"][name], name
+
+
+def test_redis_password_comes_from_a_secret_everywhere() -> None:
+    import yaml
+
+    stack = yaml.safe_load((REPO / "deploy/dockercoins.yml").read_text())
+    compose = yaml.safe_load((REPO / "compose.yml").read_text())
+    assert stack["secrets"] == {"redis_password": {"external": True}}
+    assert compose["secrets"] == {
+        "redis_password": {"file": "${REDIS_PASSWORD_SECRET:-./secrets/redis_password}"}
+    }
+    for document in (stack, compose):
+        for name in ("redis", "worker", "webui"):
+            service = document["services"][name]
+            assert service["environment"]["REDIS_PASSWORD_FILE"] == "/run/secrets/redis_password"
+    for name in ("redis", "worker", "webui"):
+        assert compose["services"][name]["secrets"] == ["redis_password"], name
+        # in the swarm, owned by the image's user, mode 0400, as `deploy` makes it
+        uid, gid = specs.SECRET_OWNERS[name]
+        assert stack["services"][name]["secrets"] == [
+            {"source": "redis_password", "uid": str(uid), "gid": str(gid), "mode": 0o400}
+        ], name
+    for document in (stack, compose):
+        for name in ("hasher", "rng", "prometheus"):
+            assert "secrets" not in document["services"][name], name
+    assert compose["services"]["redis"]["healthcheck"]["test"] == ["CMD", "dockercoins-redis-ping"]

@@ -4,6 +4,7 @@ gets, and `deploy`/`down` against an in-memory swarm (no daemon)."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -154,8 +155,11 @@ def test_prometheus_spec_without_ipvs() -> None:
                         "VolumeOptions": {"Labels": {MANAGED_LABEL: "1"}},
                     }
                 ],
+                "ReadOnly": True,  # the lock-down (specs.harden)
+                "CapabilityDrop": ["ALL"],
             },
             "Networks": [{"Target": "net1"}],
+            "Resources": {"Limits": {"MemoryBytes": 512 << 20, "NanoCPUs": 10**9}},
         },
         "Mode": {"Replicated": {"Replicas": 1}},
         "EndpointSpec": {
@@ -217,14 +221,20 @@ def test_a_new_config_updates_prometheus() -> None:
 
 
 def test_mounts_set_by_hand_on_the_five_are_kept() -> None:
-    # redis has mounts of its own (its data volume): hasher has none
+    # hasher's own mount is the lock-down's tmpfs on /tmp; one set by hand stays beside it
     current = _as_read_back(service_spec("hasher", IMAGES, NO_IPVS, "n"))
     mount = {"Type": "volume", "Source": "hasher-scratch", "Target": "/scratch"}
-    current["TaskTemplate"]["ContainerSpec"]["Mounts"] = [mount]
+    ours = current["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    current["TaskTemplate"]["ContainerSpec"]["Mounts"] = [mount, *ours]
     desired = service_spec("hasher", IMAGES, NO_IPVS, "n", env=service_env("hasher"))
     assert spec_changes(current, desired, with_scale=False) == ["env"]
     kept = updated_spec(current, desired, with_scale=False)
-    assert kept["TaskTemplate"]["ContainerSpec"]["Mounts"] == [mount]
+    assert kept["TaskTemplate"]["ContainerSpec"]["Mounts"] == [mount, *ours]
+    # a service from before the lock-down (only the hand-set mount): the tmpfs is added
+    current["TaskTemplate"]["ContainerSpec"]["Mounts"] = [mount]
+    assert spec_changes(current, desired, with_scale=False) == ["env", "mounts"]
+    added = updated_spec(current, desired, with_scale=False)
+    assert added["TaskTemplate"]["ContainerSpec"]["Mounts"] == [mount, *ours]
 
 
 # ---------------------------------------------------------------- deploy and down, in memory
@@ -236,8 +246,10 @@ class FakeAPI:
     def __init__(self) -> None:
         self.services_by_id: dict[str, dict[str, Any]] = {}
         self.configs_by_id: dict[str, dict[str, Any]] = {}
+        self.secrets_by_id: dict[str, dict[str, Any]] = {}
         self.network_list: list[dict[str, Any]] = []
         self.node_labels: dict[str, str] = {}
+        self.secret_data: dict[str, str] = {}
         self.counter = 0
 
     def _id(self) -> str:
@@ -350,7 +362,33 @@ class FakeAPI:
                     raise docker.errors.APIError("config is in use")
         del self.configs_by_id[config_id]
 
+    def secrets(self, filters: dict[str, str]) -> list[dict[str, Any]]:
+        found = list(self.secrets_by_id.values())
+        if "label" in filters:
+            found = [raw for raw in found if filters["label"] in raw["Spec"]["Labels"]]
+        return copy.deepcopy(found)
+
+    def create_secret(self, name: str, data: bytes, labels: dict[str, str]) -> dict[str, str]:
+        assert all(raw["Spec"]["Name"] != name for raw in self.secrets_by_id.values())
+        secret_id = self._id()
+        spec = {"Name": name, "Labels": labels}  # the daemon never answers with the data
+        self.secrets_by_id[secret_id] = {"ID": secret_id, "Spec": spec, "CreatedAt": secret_id}
+        self.secret_data[name] = data.decode()
+        return {"ID": secret_id}
+
+    def remove_secret(self, secret_id: str) -> None:
+        import docker.errors
+
+        for raw in self.services_by_id.values():
+            for ref in raw["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or []:
+                if ref["SecretID"] == secret_id:
+                    raise docker.errors.APIError("secret is in use")
+        del self.secrets_by_id[secret_id]
+
     # read back
+    def secret_names(self) -> list[str]:
+        return sorted(raw["Spec"]["Name"] for raw in self.secrets_by_id.values())
+
     def spec(self, name: str) -> dict[str, Any]:
         return next(
             raw["Spec"] for raw in self.services_by_id.values() if raw["Spec"]["Name"] == name
@@ -422,7 +460,7 @@ def test_no_metrics_removes_prometheus_and_its_config(capsys: pytest.CaptureFixt
     api = client.api
     assert sorted(raw["Spec"]["Name"] for raw in api.services()) == sorted(SWARM_SERVICES)
     assert api.config_names() == []
-    assert _env(api, "webui") == [NODE_TEMPLATE]
+    assert _env(api, "webui") == [NODE_TEMPLATE, "REDIS_PASSWORD_FILE=/run/secrets/redis_password"]
     err = capsys.readouterr().err
     assert "prometheus: removed (--no-metrics)" in err
     assert "webui: updated (env)" in err
@@ -438,6 +476,7 @@ def test_down_removes_prometheus_and_its_configs(capsys: pytest.CaptureFixture[s
     operations.down(client, timeout=5.0)
     assert client.api.services() == []
     assert client.api.config_names() == []
+    assert client.api.secret_names() == []
     assert client.api.network_list == []
     err = capsys.readouterr().err
     assert "prometheus: removed" in err
@@ -455,3 +494,36 @@ def test_deploy_and_down_help_speak_of_prometheus(capsys: pytest.CaptureFixture[
     assert "--no-metrics" in shown
     assert "prometheus" in shown
     assert "data volume stays" in shown
+
+
+def test_deploy_makes_redis_password_secret_once_and_down_removes_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client = _fake_client()
+    _deploy(client)
+    api = client.api
+    [name] = api.secret_names()
+    password = api.secret_data[name]
+    for service in ("redis", "worker", "webui"):
+        refs = api.spec(service)["TaskTemplate"]["ContainerSpec"]["Secrets"]
+        assert [ref["SecretName"] for ref in refs] == [name], service
+        assert "REDIS_PASSWORD_FILE=/run/secrets/redis_password" in _env(api, service)
+    for service in DEPLOY_ORDER:  # in no spec, no env, no output
+        assert password not in json.dumps(api.spec(service)), service
+    err = capsys.readouterr().err
+    assert f"secret {name}: created" in err
+    assert password not in err
+
+    _deploy(client)  # a redeploy keeps it: the services are left alone
+    assert api.secret_names() == [name]
+    err = capsys.readouterr().err
+    assert err.count(": unchanged") == len(DEPLOY_ORDER)
+    assert f"secret {name}: kept" in err
+
+    operations.down(client, timeout=5.0)
+    assert api.secret_names() == []
+    assert f"secret {name}: removed" in capsys.readouterr().err
+
+    _deploy(client)  # after down: a new password, a new secret
+    [again] = api.secret_names()
+    assert again != name and api.secret_data[again] != password

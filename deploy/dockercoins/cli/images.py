@@ -98,11 +98,18 @@ def _ship(args: argparse.Namespace) -> int:
 
 
 def _registry_up(args: argparse.Namespace) -> int:
-    from dockercoins.images import registry
+    from dockercoins.images import registry, registry_trust
 
     data_dir = args.data_dir or registry.default_data_dir()
     registry.up(args.addr, data_dir)
-    ui.result(f"registry: http://{args.addr}/v2/ (data in {data_dir})")
+    login = registry.credentials(data_dir)
+    ui.result(f"registry: https://{args.addr}/v2/ (data in {data_dir})")
+    ui.result(
+        f"its CA: {registry.tls_files(data_dir).ca_cert}, trusted by this host's dockerds "
+        f"({registry_trust.ca_path(args.addr)})"
+    )
+    ui.result(f"login: user {login.user}, password in {login.password_file}; log in once with")
+    ui.result(f"  {login.login_hint(args.addr)}")
     return 0
 
 
@@ -152,13 +159,16 @@ def register(subparsers: Subparsers) -> None:
 
     reg = subparsers.add_parser(
         "registry",
-        help="run a local image registry (Debian's docker-registry)",
-        description="Run Debian's docker-registry in the background, data in a state folder.",
+        help="run a local image registry (Debian's docker-registry, HTTPS with a login)",
+        description="Run Debian's docker-registry in the background, data in a state folder. "
+        "It serves HTTPS only, with a certificate from a CA the tool makes (trusted by this "
+        "host's dockerds through /etc/docker/certs.d/HOST:PORT/ca.crt while it is up), and "
+        "wants a login: user dockercoins, a random password in STATE/registry/auth/password.",
     )
     actions = reg.add_subparsers(dest="registry_action", metavar="ACTION", required=True)
     for name, func, text in (
         ("up", _registry_up, "start it (idempotent) and wait until /v2/ answers"),
-        ("down", _registry_down, "stop it (its data stays)"),
+        ("down", _registry_down, "stop it, the host's trust in its CA removed (its data stays)"),
         ("status", _registry_status, "is it running and answering? (exit 3 if not)"),
     ):
         action = actions.add_parser(name, help=text, description=text)

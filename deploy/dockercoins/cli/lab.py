@@ -146,8 +146,17 @@ def _up(args: argparse.Namespace) -> int:
         f"web UI (once deployed): http://localhost:{state.forward_port}/"
     )
     ui.info(f"Prometheus (once deployed): http://localhost:{state.prometheus_port}/")
+    login = lifecycle.registry_credentials()
+    ui.info(
+        f"registry https://{state.registry} (TLS, its CA trusted by every dockerd here): "
+        f"user {login.user}, password in {login.password_file}; log in once (push and deploy "
+        "use the docker CLI's stored login):"
+    )
+    ui.info(f"  {login.login_hint(state.registry)}")
     ui.result(f"export DOCKER_HOST={state.manager.docker_host}")
     ui.result(f"export REGISTRY={state.registry}")
+    ui.result(f"export REGISTRY_USER={login.user}")
+    ui.result(f"export REGISTRY_PASSWORD_FILE={login.password_file}")
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from dockercoins import ui
 from dockercoins.cli.common import Subparsers, int_between, seconds_between
 from dockercoins.names import GLOBAL, PROMETHEUS, PROMETHEUS_PORT, REPLICATED, WEBUI_PUBLISHED_PORT
+from dockercoins.swarm.encryption import CHOICES
 
 DEFAULT_TIMEOUT = 180.0
 TIMEOUT = seconds_between(0.0, low_inclusive=False)
@@ -44,7 +45,10 @@ def register(subparsers: Subparsers) -> None:
         "write) on the volume dockercoins-redis of one node, the one with the node label "
         "dockercoins.redis=true. Without IP_VS in the kernel (detected via /proc/sys/net/ipv4/vs "
         "on this machine), services use --endpoint-mode dnsrr and host-mode publishing; "
-        f"with it, the swarm defaults (vip, ingress). {WHERE}",
+        f"with it, the swarm defaults (vip, ingress). The network is encrypted (IPsec between "
+        "the nodes) when the kernel has XFRM and ESP, and deploy says which. Redis wants a "
+        "password: a random one in a swarm secret (dockercoins-redis-password-<hash>, kept "
+        f"on a redeploy, removed by down), read by redis, worker and webui. {WHERE}",
     )
     deploy.add_argument(
         "--registry",
@@ -67,6 +71,13 @@ def register(subparsers: Subparsers) -> None:
         default="auto",
         help=f"how webui's port {WEBUI_PUBLISHED_PORT} and {PROMETHEUS}'s port "
         f"{PROMETHEUS_PORT} are published: auto follows IP_VS (default auto)",
+    )
+    deploy.add_argument(
+        "--encrypt",
+        choices=CHOICES,
+        default="auto",
+        help="encrypt the overlay network's traffic between nodes (IPsec): auto when the "
+        "kernel has XFRM and ESP (default auto; a network that exists is kept as it is)",
     )
     deploy.add_argument(
         "--no-metrics",
@@ -205,7 +216,7 @@ def _manager(*, warn_unready: bool = True) -> Any:
 
 def _deploy(args: argparse.Namespace) -> int:
     from dockercoins.images import naming
-    from dockercoins.swarm import operations
+    from dockercoins.swarm import encryption, operations
     from dockercoins.swarm import specs as swarm_specs
     from dockercoins.swarm.connect import manager_errors
     from dockercoins.swarm.ipvs import ipvs_available
@@ -221,6 +232,9 @@ def _deploy(args: argparse.Namespace) -> int:
         f"{modes.describe()}"
         + ("" if ipvs else " (force others with --endpoint-mode/--publish-mode)")
     )
+    support = encryption.encryption_support()
+    encrypted = encryption.resolve_encryption(args.encrypt, support)
+    ui.info(encryption.describe(encrypted, args.encrypt, support))
     images = swarm_specs.Images(registry, namespace, tag)
     started = time.monotonic()
     with (
@@ -236,6 +250,7 @@ def _deploy(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             metrics=not args.no_metrics,
             redis_node=args.redis_node,
+            encrypted=encrypted,
         )
     where = " of the node running {}" if modes.publish == "host" else " of every node"
     ui.result(

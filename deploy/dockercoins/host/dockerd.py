@@ -5,7 +5,8 @@ Each daemon keeps its data root, pidfile, unix socket and log under its own fold
 exec root where unix socket paths stay short; it is stopped by its own pid (checked against
 its command line). A daemon that was already running is never touched. The one on the host
 runs without a default bridge (`--bridge=none`: no docker0 to fight over with another
-daemon; user-defined networks work as usual).
+daemon; user-defined networks work as usual) and sets no_new_privs on every container
+(`--no-new-privileges`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from dockercoins.paths import state_dir
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-HOST_ARGS = ("--bridge=none",)  # a second daemon on the host: no docker0 of its own
+# A second daemon on the host: no docker0 of its own; every container (builds included) with
+# no_new_privs, like the lab's nodes.
+HOST_ARGS = ("--bridge=none", "--no-new-privileges")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import Any
 from dockercoins import ui
 from dockercoins.errors import UserError
 from dockercoins.host import mounts
-from dockercoins.images.kinds import CHANGES, INCLUDES, KINDS, PREPARE, Kind
+from dockercoins.images.kinds import CHANGES, INCLUDES, KINDS, PREPARE, REVISION, Kind
 from dockercoins.paths import state_dir
 
 SUITE = "bookworm"
@@ -38,7 +38,7 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 BASE_IMAGE_TAG = "dockercoins/base-python:bookworm"
 REDIS_IMAGE_TAG = "redis:latest"
 PROMETHEUS_IMAGE_TAG = "dockercoins/prometheus:bookworm"
-HASH_LABEL = "org.dockercoins.rootfs-sha256"
+HASH_LABEL = "org.dockercoins.base-image-key"  # its value: image_key(kind)
 
 _TAGS: dict[Kind, str] = {
     "python": BASE_IMAGE_TAG,
@@ -142,7 +142,8 @@ LAYOUT_VERSION = 2
 
 
 def tarball_path(kind: Kind) -> Path:
-    return base_dir() / f"{kind}-{SUITE}-v{LAYOUT_VERSION}.tar"
+    revision = f".{REVISION[kind]}" if kind in REVISION else ""
+    return base_dir() / f"{kind}-{SUITE}-v{LAYOUT_VERSION}{revision}.tar"
 
 
 @contextmanager
@@ -365,11 +366,18 @@ def tarball_sha256(kind: Kind) -> str:
     return sidecar.read_text().strip()
 
 
+def image_key(kind: Kind) -> str:
+    """What `kind`'s image is made of: its tarball's sha256 and its config lines, hashed (a
+    changed HEALTHCHECK or ENTRYPOINT imports the image again, as a changed tarball does)."""
+    made_of = "\n".join([tarball_sha256(kind), *CHANGES[kind]])
+    return hashlib.sha256(made_of.encode()).hexdigest()
+
+
 def import_base_image(client: Any, kind: Kind, where: str = "the daemon") -> str:
-    """Import `kind`'s tarball as its tag unless that tag already holds it; returns the tag.
-    `where` names the daemon in the progress line."""
+    """Import `kind`'s tarball as its tag unless that tag already holds it (the same
+    image_key); returns the tag. `where` names the daemon in the progress line."""
     tag = _TAGS[kind]
-    digest = tarball_sha256(kind)
+    digest = image_key(kind)
     if _image_label(client, tag) == digest:
         return tag
     repository, _, version = tag.rpartition(":")

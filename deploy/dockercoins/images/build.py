@@ -19,7 +19,7 @@ from dockercoins import dockerapi, ui
 from dockercoins.errors import UserError
 from dockercoins.images import base as baseimage
 from dockercoins.images import context as buildcontext
-from dockercoins.images import naming
+from dockercoins.images import login, naming
 from dockercoins.images import wheels as wheelhouse
 from dockercoins.paths import SERVICES_DIR
 
@@ -199,8 +199,16 @@ def _push_one(client: Any, service: str, ref: str, tag: str) -> PushedImage:
     repository = ref[: -(len(tag) + 1)]
     started = time.monotonic()
     with ui.step(f"pushing {ref}"):
+        # the docker CLI's stored login for the registry goes with it (images.login)
         stream = client.api.push(repository, tag=tag, stream=True, decode=True)
-        digest = _follow_push(service, ref, stream)
+        try:
+            digest = _follow_push(service, ref, stream)
+        except UserError as error:
+            message = str(error).removeprefix(f"pushing {ref} failed: ")
+            if login.is_login_error(message):
+                registry = ref.split("/", 1)[0]
+                raise login.login_error(registry, f"pushing {ref} failed", message) from None
+            raise
     return PushedImage(service, ref, digest, time.monotonic() - started)
 
 

@@ -3,7 +3,9 @@ gets before it is packed and its image config (`docker import --change` lines).
 
 - "python": python3 + python3-venv, the services' base image.
 - "redis": redis-server, tagged `redis:latest` so the tutorial's
-  `docker service create ... redis` works.
+  `docker service create ... redis` works. Its ENTRYPOINT, dockercoins-redis-start (the file
+  beside this module in redis/), makes redis-server require the password in
+  REDIS_PASSWORD_FILE when that is set; dockercoins-redis-ping is a health check that knows it.
 - "prometheus": Debian's prometheus (2.42 in bookworm), run as its `prometheus` user with
   its data in the VOLUME /prometheus, healthy once it answers a query.
 """
@@ -21,6 +23,22 @@ from dockercoins.names import PROMETHEUS_PORT
 
 Kind = Literal["python", "redis", "prometheus"]
 KINDS: tuple[Kind, ...] = ("python", "redis", "prometheus")
+
+# The files dockercoins puts into the redis image's /usr/local/bin (see _prepare_redis).
+REDIS_FILES_DIR = Path(__file__).resolve().parent / "redis"
+REDIS_START = "dockercoins-redis-start"
+REDIS_PING = "dockercoins-redis-ping"
+REDIS_SCRIPTS = (REDIS_START, REDIS_PING)
+# The redis image's user, as redis-server's package makes it in bookworm's minbase (the first
+# system user): the owner of the password file a swarm secret gives redis (swarm.specs).
+# _prepare_redis stops the build if a Debian change moves it.
+REDIS_USER = "redis"
+REDIS_UID = 100
+REDIS_GID = 101
+
+# A kind's revision: bumped when what goes into that kind's root filesystem changes, so that
+# its cached tarball is made again (the other kinds' caches stay). base.tarball_path uses it.
+REVISION: dict[Kind, int] = {"redis": 1}
 
 # debootstrap --include= per kind; minbase brings dpkg, apt and the essential set.
 INCLUDES: dict[Kind, tuple[str, ...]] = {
@@ -84,6 +102,9 @@ CHANGES: dict[Kind, tuple[str, ...]] = {
         "EXPOSE 6379",
         "WORKDIR /var/lib/redis",
         "USER redis",
+        f'ENTRYPOINT ["/usr/local/bin/{REDIS_START}"]',
+        "HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 "
+        f'CMD ["/usr/local/bin/{REDIS_PING}"]',
         'CMD ["redis-server", "--bind", "0.0.0.0", "--port", "6379", '
         '"--protected-mode", "no", "--save", "", "--appendonly", "no", '
         '"--dir", "/var/lib/redis", "--logfile", ""]',
@@ -95,6 +116,9 @@ CHANGES: dict[Kind, tuple[str, ...]] = {
         f'VOLUME ["{PROMETHEUS_DATA}"]',
         f"WORKDIR {PROMETHEUS_DATA}",
         f"USER {PROMETHEUS_USER}",
+        # no_new_privs for Prometheus and whatever it starts, as the services' Dockerfiles
+        # do (swarm services cannot ask for it before Docker Engine API 1.44)
+        'ENTRYPOINT ["/usr/bin/setpriv", "--no-new-privs", "--"]',
         "HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 "
         f"CMD {_json_list(PROMETHEUS_HEALTH_COMMAND)}",
         f"CMD {_json_list(PROMETHEUS_COMMAND)}",
@@ -141,5 +165,26 @@ def _prepare_prometheus(rootfs: Path) -> None:
             unused.unlink(missing_ok=True)
 
 
+def _prepare_redis(rootfs: Path) -> None:
+    """The start script and the health check in /usr/local/bin, root-owned, mode 755; the
+    redis user's ids checked against REDIS_UID and REDIS_GID."""
+    ids = _user_ids(rootfs, REDIS_USER)
+    if ids != (REDIS_UID, REDIS_GID):
+        raise UserError(
+            f"the redis image's user {REDIS_USER} has uid:gid {ids[0]}:{ids[1]}, not "
+            f"{REDIS_UID}:{REDIS_GID}: update REDIS_UID and REDIS_GID in {__name__}"
+        )
+    bin_dir = rootfs / "usr/local/bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in REDIS_SCRIPTS:
+        target = bin_dir / name
+        shutil.copyfile(REDIS_FILES_DIR / name, target)
+        target.chmod(0o755)
+        os.chown(target, 0, 0)
+
+
 # Run on the debootstrapped root filesystem (after the trim, before it is packed).
-PREPARE: dict[Kind, Callable[[Path], None]] = {"prometheus": _prepare_prometheus}
+PREPARE: dict[Kind, Callable[[Path], None]] = {
+    "prometheus": _prepare_prometheus,
+    "redis": _prepare_redis,
+}

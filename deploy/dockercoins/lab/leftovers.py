@@ -17,7 +17,7 @@ def _process(pid: int) -> str:
 
 def leftovers() -> list[str]:
     """One short phrase per kind of thing that is left; [] when nothing is."""
-    from dockercoins.images import registry
+    from dockercoins.images import registry, registry_trust
 
     left = []
     pids = cgroups.pids_under(CGROUP_ROOT)
@@ -36,4 +36,16 @@ def leftovers() -> list[str]:
             left.append(f"the {forward.what} forwarder, {_process(pid)}")
     if registry.status(lab_dir() / "registry").running:
         left.append("the registry")
+    trusted = registry_trust.ca_path(labnet.REGISTRY_ADDRESS)
+    if (lab_dir() / "registry" / registry_trust.RECORD).exists() or (
+        trusted.exists() and trusted.read_bytes() == _lab_ca()
+    ):
+        left.append(f"the registry's CA in {trusted}")
     return left
+
+
+def _lab_ca() -> bytes | None:
+    from dockercoins.images import registry
+
+    ca = registry.tls_files(lab_dir() / "registry").ca_cert
+    return ca.read_bytes() if ca.is_file() else None

@@ -18,7 +18,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from dockercoins import ui
 from dockercoins.errors import UserError
@@ -29,6 +29,9 @@ from dockercoins.lab import network as labnet
 from dockercoins.lab import state as lab_state
 from dockercoins.lab.state import LabNode, LabState, lab_dir
 from dockercoins.names import PROMETHEUS_PORT, WEBUI_PUBLISHED_PORT
+
+if TYPE_CHECKING:
+    from dockercoins.images.registry_auth import Credentials
 
 LOCK_FILE = Path("/run/lock/dockercoins-lab.lock")
 LOCK_WAIT = 600.0  # seconds a lab command waits for another one to finish
@@ -172,13 +175,13 @@ def ensure_node(index: int) -> None:
     if (
         labnet.node_net_ok(index)
         and nodes.daemon(index).healthy()
-        and nodes.runs_current_command(index, labnet.REGISTRY_ADDRESS)
+        and nodes.runs_current_command(index)
     ):
         return
     nodes.stop(index)  # whatever a crashed run left: processes, mounts, exec root
     labnet.delete_node_net(index)
     labnet.create_node_net(index)
-    nodes.start(index, labnet.REGISTRY_ADDRESS)
+    nodes.start(index)
 
 
 def restart_node(index: int) -> None:
@@ -191,6 +194,13 @@ def _ensure_registry() -> None:
     from dockercoins.images import registry
 
     registry.up(labnet.REGISTRY_ADDRESS, lab_dir() / "registry")
+
+
+def registry_credentials() -> Credentials:
+    """The lab registry's user and password file (the password is never printed)."""
+    from dockercoins.images import registry
+
+    return registry.credentials(lab_dir() / "registry")
 
 
 def _ensure_images(count: int) -> None:

@@ -41,10 +41,13 @@ def cgroup(index: int) -> str:
     return f"{CGROUP_ROOT}/{labnet.node_name(index)}"
 
 
-def _dockerd_args(index: int, insecure_registry: str) -> list[str]:
+def _dockerd_args(index: int) -> list[str]:
+    # No --insecure-registry: the lab's registry serves HTTPS with a CA every dockerd on the
+    # host trusts (/etc/docker/certs.d, images.registry_trust).
     return [
-        "--insecure-registry",
-        insecure_registry,
+        # every container's processes with no_new_privs (no setuid or file capability can
+        # raise them): what swarm services cannot ask for themselves before API 1.44
+        "--no-new-privileges",
         "--shutdown-timeout",
         "5",
         "--exec-opt",
@@ -54,16 +57,16 @@ def _dockerd_args(index: int, insecure_registry: str) -> list[str]:
     ]
 
 
-def dockerd_command(index: int, insecure_registry: str) -> list[str]:
+def dockerd_command(index: int) -> list[str]:
     """The node's dockerd command line (without the namespace prefix)."""
-    return dockerd.command(daemon(index), _dockerd_args(index, insecure_registry))
+    return dockerd.command(daemon(index), _dockerd_args(index))
 
 
-def runs_current_command(index: int, insecure_registry: str) -> bool:
+def runs_current_command(index: int) -> bool:
     """The node's dockerd runs with the command line this version starts (one started
     before a change, e.g. without its cgroup parent, does not)."""
     pid = daemon(index).pid()
-    wanted = dockerd_command(index, insecure_registry)
+    wanted = dockerd_command(index)
     return pid is not None and processes.cmdline(pid)[1:] == wanted[1:]
 
 
@@ -81,7 +84,7 @@ def _in_namespaces(name: str) -> list[str]:
     ]
 
 
-def start(index: int, insecure_registry: str) -> None:
+def start(index: int) -> None:
     """Start the node's dockerd (its namespace must exist) and wait until it answers."""
     node = daemon(index)
     if len(str(node.exec_root / "containerd" / "containerd.sock.ttrpc")) > SOCKET_PATH_MAX:
@@ -93,7 +96,7 @@ def start(index: int, insecure_registry: str) -> None:
     dockerd.start(
         node,
         prefix=_in_namespaces(name),
-        extra_args=_dockerd_args(index, insecure_registry),
+        extra_args=_dockerd_args(index),
         what=f"dockerd of {name}",
     )
 

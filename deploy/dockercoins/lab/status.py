@@ -21,7 +21,7 @@ from dockercoins.lab import forward as labforward
 from dockercoins.lab import network as labnet
 from dockercoins.lab import nodes
 from dockercoins.lab import state as lab_state
-from dockercoins.lab.state import LabState
+from dockercoins.lab.state import LabState, lab_dir
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,9 @@ def status() -> LabStatus:
     return LabStatus(
         state=state,
         nodes=tuple(found),
-        registry=registry.answers(labnet.REGISTRY_ADDRESS),
+        registry=registry.answers(
+            labnet.REGISTRY_ADDRESS, registry.tls_files(lab_dir() / "registry").ca_cert
+        ),
         forwarder=labforward.running_pid(labforward.WEBUI) is not None,
         prometheus_forwarder=labforward.running_pid(labforward.PROMETHEUS) is not None,
     )

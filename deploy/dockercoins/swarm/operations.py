@@ -14,8 +14,9 @@ from typing import Any
 
 from dockercoins import ui
 from dockercoins.errors import UserError
+from dockercoins.images import login
 from dockercoins.names import GLOBAL, MANAGED_LABEL, NETWORK, PROMETHEUS, REDIS, SWARM_SERVICES
-from dockercoins.swarm import prometheus_service
+from dockercoins.swarm import prometheus_service, redis_secret
 from dockercoins.swarm.configs import ensure_config, remove_configs
 from dockercoins.swarm.converge import POLL, wait_converged, wait_tasks_gone
 from dockercoins.swarm.placement import pin_redis
@@ -36,9 +37,13 @@ from dockercoins.swarm.specs import (
     with_mode,
 )
 
+ENCRYPTED_OPTION = "encrypted"  # the overlay driver's option: IPsec between the nodes
 
-def ensure_network(client: Any) -> str:
-    """The id of the attachable overlay network `dockercoins`, created if missing."""
+
+def ensure_network(client: Any, encrypted: bool = False) -> str:
+    """The id of the attachable overlay network `dockercoins`, created if missing (with
+    `encrypted`, its traffic between nodes in IPsec). A network's options cannot change in
+    place: one that exists is kept as it is, with a line saying how to change it."""
     for raw in client.api.networks(names=[NETWORK]):
         if raw["Name"] != NETWORK:
             continue
@@ -47,18 +52,28 @@ def ensure_network(client: Any) -> str:
                 f"a network named {NETWORK!r} exists but is not a swarm overlay "
                 f"(driver {raw.get('Driver')}, scope {raw.get('Scope')}): remove it first"
             )
+        has = ENCRYPTED_OPTION in (raw.get("Options") or {})
+        if has != encrypted:
+            ui.info(
+                f"    network {NETWORK}: kept {'encrypted' if has else 'NOT encrypted'} "
+                "(a network cannot change in place: `dockercoins down`, then deploy)"
+            )
         return str(raw["Id"])
+    options = {ENCRYPTED_OPTION: ""} if encrypted else None
     created = client.api.create_network(
-        NETWORK, driver="overlay", attachable=True, labels={MANAGED_LABEL: "1"}
+        NETWORK, driver="overlay", attachable=True, labels={MANAGED_LABEL: "1"}, options=options
     )
-    ui.info(f"    network {NETWORK}: created (overlay, attachable)")
+    what = "overlay, attachable" + (", encrypted" if encrypted else "")
+    ui.info(f"    network {NETWORK}: created ({what})")
     return str(created["Id"])
 
 
 def pin_images(client: Any, images: Images) -> Images:
-    """Ask the registry (through the manager) for each image's digest and pin it, as
-    `docker service create` does: a pushed new image then updates the service, the same
-    image leaves it alone. A registry the manager cannot reach: warn and keep the tag."""
+    """Ask the registry (through the manager, with the docker CLI's stored login) for each
+    image's digest and pin it, as `docker service create` does: a pushed new image then
+    updates the service, the same image leaves it alone. A registry that wants a login it
+    did not get: one line saying how to log in (the nodes could not pull either). A
+    registry the manager cannot reach: warn and keep the tag."""
     import docker.errors
 
     pinned: dict[str, str] = {}
@@ -69,7 +84,9 @@ def pin_images(client: Any, images: Images) -> Images:
         try:
             digest = client.images.get_registry_data(ref).id
         except docker.errors.APIError as error:
-            explanation = getattr(error, "explanation", None) or str(error)
+            explanation = str(getattr(error, "explanation", None) or error)
+            if login.is_login_error(explanation):
+                raise login.login_error(images.registry, f"reading {ref}", explanation) from None
             ui.info(f"warning: cannot read {ref} from the registry: {explanation}")
             continue
         pinned[service] = f"{ref}@{digest}"
@@ -127,17 +144,19 @@ def deploy(
     timeout: float,
     metrics: bool = True,
     redis_node: str | None = None,
+    encrypted: bool = False,
 ) -> None:
     """Redis's node label (placement.pin_redis: `redis_node`, else the node that has it,
-    else this manager), the network, then the five services in the tutorial's order, then
-    Prometheus (with `metrics`; without, a prometheus service is removed); waits until they
-    run. Existing services with the same spec are left alone; a changed spec is updated.
-    The scale of existing services (replicas, rng's mode) is kept unless `workers` is
-    given."""
+    else this manager), the network (`encrypted` when new), Redis's password secret, then
+    the five services in the tutorial's order, then Prometheus (with `metrics`; without, a
+    prometheus service is removed); waits until they run. Existing services with the same
+    spec are left alone; a changed spec is updated. The scale of existing services
+    (replicas, rng's mode) is kept unless `workers` is given."""
     pin_redis(client, redis_node)
-    network_id = ensure_network(client)
+    network_id = ensure_network(client, encrypted)
     images = pin_images(client, images)
     existing = our_services(client, DEPLOY_ORDER)
+    secret = _ensure_secret(client, existing.get(REDIS))
     for name in SWARM_SERVICES:
         want_replicas = workers if (name == "worker" and workers is not None) else 1
         desired = service_spec(
@@ -147,6 +166,7 @@ def deploy(
             network_id,
             replicas=want_replicas,
             env=service_env(name, env.get(name), metrics=metrics),
+            secret=secret,
         )
         with_scale = name == "worker" and workers is not None
         raw = existing.get(name)
@@ -162,10 +182,25 @@ def deploy(
         _apply(client, existing.get(PROMETHEUS), desired, with_scale=False)
         wait_converged(client, DEPLOY_ORDER, timeout, "deploy")
         _forget_configs(client, keep=config.name)
+        _forget_secrets(client, keep=secret.name)
         return
     if PROMETHEUS in existing:
         _remove_prometheus(client, existing[PROMETHEUS], timeout)
     wait_converged(client, SWARM_SERVICES, timeout, "deploy")
+    _forget_secrets(client, keep=secret.name)
+
+
+def _ensure_secret(client: Any, redis: Spec | None) -> redis_secret.SecretRef:
+    """Redis's password secret: the one redis reads now, else ours, else a new one."""
+    secret, created = redis_secret.ensure_secret(client, redis_secret.used_secret(redis))
+    what = "created (a new random password)" if created else "kept"
+    ui.info(f"    secret {secret.name}: {what}, read by redis, worker and webui")
+    return secret
+
+
+def _forget_secrets(client: Any, keep: str | None = None) -> None:
+    for name in redis_secret.remove_secrets(client, keep):
+        ui.info(f"    secret {name}: removed")
 
 
 def _remove_prometheus(client: Any, raw: Spec, timeout: float) -> None:
@@ -233,8 +268,9 @@ def rng_mode(client: Any, mode: str, replicas: int, timeout: float) -> None:
 
 def down(client: Any, timeout: float) -> None:
     """Remove the five services and Prometheus, wait until their tasks are gone, remove
-    Prometheus's configs and the network. The data volumes (redis's, Prometheus's) and
-    redis's node label stay, so that the next deploy finds the data."""
+    Prometheus's configs, Redis's password secret and the network. The data volumes
+    (redis's, Prometheus's) and redis's node label stay, so that the next deploy finds the
+    data (redis takes the next deploy's password from its new secret)."""
     import docker.errors
 
     services = our_services(client, DEPLOY_ORDER)
@@ -247,6 +283,7 @@ def down(client: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     wait_tasks_gone(client, {raw["ID"] for raw in services.values()}, timeout, "down")
     _forget_configs(client)
+    _forget_secrets(client)
     if REDIS in services:
         ui.info(
             f"    volume {REDIS_VOLUME}: kept on the node that ran {REDIS} (the counter and "

@@ -25,6 +25,7 @@ from dockercoins.swarm.specs import (
     Modes,
     Spec,
     endpoint_spec,
+    harden,
     replicated,
     rollback_config,
     service_env,
@@ -99,7 +100,8 @@ def prometheus_spec(modes: Modes, network_id: str, config: ConfigRef) -> Spec:
     """The prometheus service (as POST /services/create takes it): one replica of the
     offline image, `config` mounted as its config file, its data on a named volume,
     published on names.PROMETHEUS_PORT like webui on its port; updated stop-first (one
-    writer of its data), rolled back on failure (specs.update_config)."""
+    writer of its data), rolled back on failure (specs.update_config), locked down like the
+    others (specs.harden)."""
     env = service_env(PROMETHEUS)
     container: Spec = {
         "Image": PROMETHEUS_IMAGE_TAG,
@@ -120,10 +122,11 @@ def prometheus_spec(modes: Modes, network_id: str, config: ConfigRef) -> Spec:
             }
         ],
     }
+    template: Spec = {"ContainerSpec": container, "Networks": [{"Target": network_id}]}
     return {
         "Name": PROMETHEUS,
         "Labels": {MANAGED_LABEL: "1"},
-        "TaskTemplate": {"ContainerSpec": container, "Networks": [{"Target": network_id}]},
+        "TaskTemplate": harden(PROMETHEUS, template),
         "Mode": replicated(1),
         "EndpointSpec": endpoint_spec(PROMETHEUS, modes),
         "UpdateConfig": update_config(PROMETHEUS, modes),

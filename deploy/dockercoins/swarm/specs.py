@@ -14,6 +14,21 @@ task that fails, or never passes its image's health check, during an update make
 swarm roll the update back by itself. Stateless services start the new task first (their
 capacity never dips); redis and prometheus (one writer of their data) and a service
 published in host mode (two tasks cannot hold the port on one node) stop the old one first.
+
+Redis wants a password (swarm.redis_secret): with a secret, redis, worker and webui get it as
+the file /run/secrets/redis_password, owned by the user their image runs as, mode 0400, and
+REDIS_PASSWORD_FILE naming that file; the password itself is in no spec.
+
+Every container is locked down (harden): a read-only root filesystem (the worker's
+heartbeat and any temporary file go to a small tmpfs on /tmp), every capability dropped,
+and memory and CPU limits. What Docker Engine API 1.41 (dockerd 20.10, the lab's) takes for
+a swarm service: ReadOnly and Mounts of type tmpfs (API 1.25+), CapabilityDrop and
+CapabilityAdd (1.41+), Resources.Limits MemoryBytes and NanoCPUs (and Pids, 1.41+). Not
+no_new_privs: ContainerSpec.Privileges.NoNewPrivileges exists from API 1.44 (Docker 25.0);
+an older daemon ignores the field, and `docker stack deploy` drops a stack file's
+security_opt whatever its version. Here it comes from the images instead: the services'
+ENTRYPOINT is `setpriv --no-new-privs` and redis's start script does the same; and the lab's
+dockerds set it for every container (dockerd --no-new-privileges).
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockercoins.errors import UserError
+from dockercoins.images.kinds import REDIS_GID, REDIS_UID
 from dockercoins.images.naming import image_ref
 from dockercoins.names import (
     GLOBAL,
@@ -37,6 +53,7 @@ from dockercoins.names import (
     SWARM_SERVICES,
     WEBUI_PUBLISHED_PORT,
 )
+from dockercoins.swarm.redis_secret import PASSWORD_ENV, PASSWORD_FILE, SecretRef, secret_file
 
 WORKER = "worker"
 
@@ -71,6 +88,52 @@ REDIS_COMMAND = (
 SECOND_NS = 1_000_000_000
 REDIS_STOP_GRACE = 30  # seconds between SIGTERM and SIGKILL: redis fsyncs and exits
 WORKER_STOP_GRACE = 10  # the worker writes what it owes on SIGTERM, within about 2 s
+
+# Lock-down (harden). A tmpfs on /tmp for the Python services: the worker's heartbeat file
+# (WORKER_HEARTBEAT, /tmp/worker-heartbeat) and whatever a library puts in tempfile's folder.
+TMP_DIR = "/tmp"
+TMP_SIZE = 16 * 1024 * 1024
+TMP_MODE = 0o1777
+TMP_SERVICES = ("hasher", "rng", "webui", WORKER)
+MIB = 1024 * 1024
+# Memory limits: about twice the peak resident set measured. Idle on the host (dockercoins
+# local): rng 54, hasher 52, webui 59, worker 50, redis-server 12 MB; under the overload test
+# (500 clients for 30 s) rng 61, hasher 80, webui 70 MiB at their peaks. A container's
+# cgroup also counts the page cache of the files it reads (the lab measured 50-80 MB per
+# container in all). redis grows with the wallet (about 100 bytes a coin: under 1 MB an hour
+# at the default delays) and forks to rewrite its append-only file; prometheus keeps 2 h of
+# samples of a few hundred series.
+MEMORY_LIMITS = {
+    "rng": 128 * MIB,
+    "hasher": 192 * MIB,
+    "webui": 192 * MIB,
+    WORKER: 128 * MIB,
+    REDIS: 256 * MIB,
+    PROMETHEUS: 512 * MIB,
+}
+# CPU limits, in cores: caps for a runaway task, far above use. Measured on the lab
+# (docs/scaling-benchmark.md, k = 8): 36 workers 0.45 cores (0.0125 each), hasher 0.07, each
+# rng 0.02, redis 0.01, webui 0.01, prometheus 0.02. CFS quota is counted per 100 ms: a
+# limit near the use would stall a busy task for the rest of the period, which adds to
+# rng's and hasher's latency; so no limit below half a core.
+CPU_LIMITS = {
+    "rng": 1.0,
+    "hasher": 1.0,
+    "webui": 1.0,
+    WORKER: 0.5,
+    REDIS: 1.0,
+    PROMETHEUS: 1.0,
+}
+NANO = 1_000_000_000
+
+# The services that read Redis's password, and the (uid, gid) their image runs as: the owner
+# of the secret's file (the Dockerfiles' USER 10001; the redis image's redis user).
+SERVICE_UID = 10001
+SECRET_OWNERS = {
+    REDIS: (REDIS_UID, REDIS_GID),
+    "webui": (SERVICE_UID, SERVICE_UID),
+    WORKER: (SERVICE_UID, SERVICE_UID),
+}
 
 # Update and rollback policies (UpdateConfig, RollbackConfig).
 START_FIRST = "start-first"
@@ -249,6 +312,36 @@ def rollback_config(service: str, modes: Modes) -> Spec:
     }
 
 
+def tmp_mount() -> Spec:
+    """A tmpfs on TMP_DIR: TMP_SIZE bytes at most, writable by any user (sticky)."""
+    return {
+        "Type": "tmpfs",
+        "Target": TMP_DIR,
+        "TmpfsOptions": {"SizeBytes": TMP_SIZE, "Mode": TMP_MODE},
+    }
+
+
+def limits(service: str) -> Spec:
+    """The task's Resources.Limits: MEMORY_LIMITS and CPU_LIMITS."""
+    return {
+        "MemoryBytes": MEMORY_LIMITS[service],
+        "NanoCPUs": round(CPU_LIMITS[service] * NANO),
+    }
+
+
+def harden(service: str, template: Spec) -> Spec:
+    """Lock the task template's container down (see the module's docstring): read-only root
+    filesystem, a tmpfs on /tmp for the Python services, every capability dropped, memory
+    and CPU limits. Returns `template`."""
+    container = template["ContainerSpec"]
+    container["ReadOnly"] = True
+    container["CapabilityDrop"] = ["ALL"]
+    if service in TMP_SERVICES:
+        container["Mounts"] = [*container.get("Mounts", []), tmp_mount()]
+    template["Resources"] = {"Limits": limits(service)}
+    return template
+
+
 def service_spec(
     service: str,
     images: Images,
@@ -257,13 +350,19 @@ def service_spec(
     *,
     replicas: int = 1,
     env: dict[str, str] | None = None,
+    secret: SecretRef | None = None,
 ) -> Spec:
     """The full service spec (as POST /services/create takes it) for one of the five:
     redis with its command, volume, placement and stop grace period, the worker with its
-    stop grace period; each with its update and rollback policy."""
+    stop grace period; redis, worker and webui with Redis's password `secret` (when given);
+    each locked down (harden) with its update and rollback policy."""
     if service not in SWARM_SERVICES:
         raise UserError(f"unknown service {service!r}: choose from {', '.join(SWARM_SERVICES)}")
     container: Spec = {"Image": images.ref(service)}
+    if secret is not None and service in SECRET_OWNERS:
+        uid, gid = SECRET_OWNERS[service]
+        container["Secrets"] = [secret_file(secret, uid, gid)]
+        env = {**(env or {}), PASSWORD_ENV: PASSWORD_FILE}
     if env:
         container["Env"] = [f"{key}={value}" for key, value in sorted(env.items())]
     template: Spec = {"ContainerSpec": container, "Networks": [{"Target": network_id}]}
@@ -284,7 +383,7 @@ def service_spec(
     return {
         "Name": service,
         "Labels": {MANAGED_LABEL: "1"},
-        "TaskTemplate": template,
+        "TaskTemplate": harden(service, template),
         "Mode": replicated(replicas),
         "EndpointSpec": endpoint_spec(service, modes),
         "UpdateConfig": update_config(service, modes),
@@ -330,6 +429,22 @@ def _configs(container: Spec) -> list[tuple[str, str]]:
     )
 
 
+def _secrets(container: Spec) -> list[tuple[str, str, str, str, int]]:
+    found = []
+    for entry in container.get("Secrets") or []:
+        file = entry.get("File") or {}
+        found.append(
+            (
+                str(entry.get("SecretName", "")),
+                str(file.get("Name", "")),
+                str(file.get("UID", "")),
+                str(file.get("GID", "")),
+                int(file.get("Mode", 0)),
+            )
+        )
+    return sorted(found)
+
+
 def _mounts(container: Spec) -> list[tuple[str, str, str]]:
     return sorted(
         (str(mount.get("Type", "")), str(mount.get("Source", "")), str(mount.get("Target", "")))
@@ -358,14 +473,21 @@ def _policy(config: Spec | None) -> list[tuple[str, Any]]:
     return view
 
 
+def _limits(template: Spec) -> list[tuple[str, int]]:
+    found = (template.get("Resources") or {}).get("Limits") or {}
+    return sorted((str(name), int(value)) for name, value in found.items() if value)
+
+
 def _constraints(template: Spec) -> list[str]:
     return sorted(str(item) for item in (template.get("Placement") or {}).get("Constraints") or [])
 
 
 def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
     """The parts of a spec `deploy` manages, normalised so that a spec read back from the
-    daemon compares equal to the one we built. Configs, mounts, command, stop grace period
-    and placement only where the spec has them (prometheus, redis, worker); the update and
+    daemon compares equal to the one we built. Configs, secrets, mounts, command, stop grace
+    period and placement only where the spec has them (prometheus, redis, worker, webui); the
+    lock-down
+    (read-only root filesystem, capabilities dropped, resource limits) and the update and
     rollback policies where it has them (every spec deploy builds); scale (mode, replicas)
     only if asked."""
     template = spec.get("TaskTemplate", {})
@@ -380,6 +502,8 @@ def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
     }
     if container.get("Configs"):
         view["configs"] = _configs(container)
+    if container.get("Secrets"):
+        view["secrets"] = _secrets(container)
     if container.get("Mounts"):
         view["mounts"] = _mounts(container)
     if container.get("Args"):
@@ -388,6 +512,12 @@ def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
         view["stop grace period"] = int(container["StopGracePeriod"])
     if _constraints(template):
         view["placement"] = _constraints(template)
+    if container.get("ReadOnly"):
+        view["read-only root filesystem"] = True
+    if container.get("CapabilityDrop"):
+        view["capabilities dropped"] = sorted(container["CapabilityDrop"])
+    if _limits(template):
+        view["limits"] = _limits(template)
     for key, name in (("update policy", "UpdateConfig"), ("rollback policy", "RollbackConfig")):
         if spec.get(name):
             view[key] = _policy(spec[name])
@@ -398,15 +528,31 @@ def managed_view(spec: Spec, with_scale: bool) -> dict[str, Any]:
 
 
 def spec_changes(current: Spec, desired: Spec, with_scale: bool) -> list[str]:
-    """Names of the managed fields that differ (empty: leave the service alone)."""
+    """Names of the managed fields that differ (empty: leave the service alone). Mounts
+    differ when one `deploy` sets is missing: mounts set by hand elsewhere are kept."""
     have = managed_view(current, with_scale)
     want = managed_view(desired, with_scale)
-    return [key for key in want if have.get(key) != want[key]]
+    changed = []
+    for key, wanted in want.items():
+        if key == "mounts":
+            if not set(wanted) <= set(have.get(key, [])):
+                changed.append(key)
+        elif have.get(key) != wanted:
+            changed.append(key)
+    return changed
+
+
+def _merged_mounts(current: list[Spec], desired: list[Spec]) -> list[Spec]:
+    """`current`'s mounts on targets `desired` does not use (set by hand), then `desired`'s."""
+    targets = {mount.get("Target") for mount in desired}
+    kept = [mount for mount in current if mount.get("Target") not in targets]
+    return [*copy.deepcopy(kept), *copy.deepcopy(desired)]
 
 
 def updated_spec(current: Spec, desired: Spec, with_scale: bool) -> Spec:
-    """`current` with the managed fields taken from `desired` (the update and rollback
-    policies too); the rest (resources, labels, anything else set by hand) is kept."""
+    """`current` with the managed fields taken from `desired` (the lock-down and the update
+    and rollback policies too); the rest (resource reservations, labels, anything else set
+    by hand) is kept."""
     spec = copy.deepcopy(current)
     template = spec.setdefault("TaskTemplate", {})
     container = template.setdefault("ContainerSpec", {})
@@ -416,13 +562,21 @@ def updated_spec(current: Spec, desired: Spec, with_scale: bool) -> Spec:
         container["Env"] = list(want_container["Env"])
     else:
         container.pop("Env", None)
-    for field_name in ("Configs", "Mounts", "Args", "StopGracePeriod"):  # where `deploy` sets them
+    managed = ("Configs", "Secrets", "Args", "StopGracePeriod", "ReadOnly", "CapabilityDrop")
+    for field_name in managed:  # where `deploy` sets them
         if want_container.get(field_name):
             container[field_name] = copy.deepcopy(want_container[field_name])
+    if want_container.get("Mounts"):
+        container["Mounts"] = _merged_mounts(
+            container.get("Mounts") or [], want_container["Mounts"]
+        )
     want_constraints = _constraints(desired["TaskTemplate"])
     if want_constraints:
         placement = template.setdefault("Placement", {})
         placement["Constraints"] = want_constraints
+    want_limits = (desired["TaskTemplate"].get("Resources") or {}).get("Limits")
+    if want_limits:
+        template.setdefault("Resources", {})["Limits"] = copy.deepcopy(want_limits)
     template["Networks"] = copy.deepcopy(desired["TaskTemplate"]["Networks"])
     spec["EndpointSpec"] = copy.deepcopy(desired["EndpointSpec"])
     spec.setdefault("Labels", {}).update(desired.get("Labels", {}))
