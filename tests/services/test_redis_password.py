@@ -20,7 +20,7 @@ import redis
 from dockercoins.images.kinds import REDIS_FILES_DIR, REDIS_PING, REDIS_START
 from dockercoins.local import redis_server_command
 
-from tests.support.servers import LOOPBACK, ServiceProcess, free_port, wait_for
+from tests.support.servers import LOOPBACK, ServiceProcess, free_port, stop_process, wait_for
 
 StartService = Callable[..., ServiceProcess]
 START = REDIS_FILES_DIR / REDIS_START
@@ -85,16 +85,6 @@ def redis_args(port: int, workdir: Path) -> list[str]:
     return redis_server_command("redis-server", port, workdir)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 def secret_redis(tmp_path: Path) -> Iterator[SecretRedis]:
     password = secrets.token_urlsafe(24)
@@ -108,7 +98,7 @@ def secret_redis(tmp_path: Path) -> Iterator[SecretRedis]:
         wait_for(lambda: server.authed().ping())
         yield server
     finally:
-        stop(proc)
+        stop_process(proc, timeout=10)
 
 
 def test_the_start_script_makes_redis_require_the_password(secret_redis: SecretRedis) -> None:
@@ -129,7 +119,7 @@ def test_the_start_script_makes_redis_require_the_password(secret_redis: SecretR
     assert "NoNewPrivs:\t1" in Path(f"/proc/{pid}/status").read_text()
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
     assert secret_redis.password not in ps.stdout
-    stop(secret_redis.proc)
+    stop_process(secret_redis.proc, timeout=10)
     assert secret_redis.proc.returncode == 0  # SIGTERM reached redis-server: a clean exit
     assert secret_redis.password not in secret_redis.log.read_text()
 
@@ -165,7 +155,7 @@ def test_without_a_password_file_redis_runs_as_before(tmp_path: Path) -> None:
         wait_for(client.ping)
         assert client.incrby("hashes", 3) == 3
     finally:
-        stop(proc)
+        stop_process(proc, timeout=10)
     other = subprocess.run(
         [str(START), "echo", "any other command"], capture_output=True, check=False
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from cryptography import x509
 from dockercoins.host import ports
 from dockercoins.images import registry_auth, registry_tls
 
-from tests.support.servers import LOOPBACK, free_port, wait_for
+from tests.support.servers import LOOPBACK, free_port, stop_process, wait_for
 
 
 @dataclass
@@ -59,12 +58,7 @@ def secure_registry(tmp_path: Path) -> Iterator[SecureRegistry]:
         wait_for(lambda: proc.poll() is None and ports.accepts(host, int(port), 0.2))
         yield SecureRegistry(addr, tls, credentials, log)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
 
 
 def test_the_registry_wants_the_login(secure_registry: SecureRegistry) -> None:

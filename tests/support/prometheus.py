@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.servers import LOOPBACK, _stop_process, free_port, wait_for
+from tests.support.servers import LOOPBACK, free_port, stop_process, wait_for
 
 PROMETHEUS = "/usr/bin/prometheus"
 
@@ -85,7 +85,7 @@ class PrometheusServer:
         return result
 
     def stop(self) -> None:
-        _stop_process(self.proc, timeout=10)
+        stop_process(self.proc, timeout=10)
         self.proc = None
 
     def logs(self) -> str:

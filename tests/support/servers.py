@@ -43,7 +43,7 @@ def wait_for(predicate: object, timeout: float = 15.0, interval: float = 0.05) -
     raise AssertionError(f"condition not met within {timeout} s: {predicate!r}{because}")
 
 
-def _stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
@@ -84,7 +84,7 @@ class RedisServer:
         wait_for(lambda: netcheck.accepts(LOOPBACK, self.port, 0.2))
 
     def stop(self) -> None:
-        _stop_process(self.proc)
+        stop_process(self.proc)
         self.proc = None
 
 
@@ -118,7 +118,7 @@ class ServiceProcess:
             wait_for(lambda: httpx.get(self.url + "/", timeout=1).status_code in (200, 302))
 
     def stop(self) -> None:
-        _stop_process(self.proc)
+        stop_process(self.proc)
         self.proc = None
 
     def logs(self) -> str:
